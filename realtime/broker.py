@@ -1,0 +1,489 @@
+"""Redis Streams storage: the only module that imports ``redis``.
+
+Layout (every key shares the hash tag ``{rt}`` so the scripts are valid on Redis Cluster):
+
+``{rt}:epoch``      random token created with the counter; a new one means Redis lost its data.
+``{rt}:seq``        the global counter; event ``<epoch>-<seq>`` is stored with stream id ``<seq>-0``.
+``{rt}:t:<topic>``  one stream per topic, trimmed by ``REALTIME_HISTORY_MAXLEN`` and ``_TTL_S``.
+``{rt}:firehose``   every event of every topic, in seq order, read by each worker's hub.
+``{rt}:trimmed``    hash topic -> highest seq ever trimmed from that topic: exact detection of
+                    lost history on Redis 6.2, which lacks ``max-deleted-entry-id``.
+``{rt}:idem:<k>``   the ids a publish with ``Idempotency-Key`` got, for its retries.
+
+Publishing is one Lua script, so an event is in its topic stream and the firehose or in neither.
+Every check (idempotency) happens before the first write, so a refused publish writes nothing.
+Seqs in the firehose are contiguous, which lets the hub detect a gap by arithmetic.
+
+What this module deliberately does not do: know about subscriptions (the hub does), or HTTP (the
+web layer turns :class:`~realtime.errors.BrokerError` into 503).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+from redis.exceptions import RedisError, ResponseError
+
+from .errors import BrokerError
+from .events import Event
+from .ids import new_epoch
+
+PREFIX = "{rt}"
+EPOCH_KEY = f"{PREFIX}:epoch"
+SEQ_KEY = f"{PREFIX}:seq"
+FIREHOSE_KEY = f"{PREFIX}:firehose"
+TRIMMED_KEY = f"{PREFIX}:trimmed"
+
+
+def topic_key(topic: str) -> str:
+    return f"{PREFIX}:t:{topic}"
+
+
+def idempotency_key(scope: str, key: str) -> str:
+    digest = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()[:32]
+    return f"{PREFIX}:idem:{digest}"
+
+
+# Shared by both scripts that may trim: remove what is over MAXLEN or older than the TTL from the
+# front of a topic stream and remember the highest seq removed, so replay can tell a gap exactly.
+_TRIM_LUA = """
+local function trim(key, topic, trimmed_key, maxlen, ttl_ms, now)
+  local removed = nil
+  local len = redis.call('XLEN', key)
+  if len > maxlen then
+    local over = redis.call('XRANGE', key, '-', '+', 'COUNT', len - maxlen)
+    removed = over[#over][1]
+    redis.call('XTRIM', key, 'MAXLEN', maxlen)
+  end
+  if ttl_ms > 0 then
+    local cutoff = now - ttl_ms
+    while true do
+      local head = redis.call('XRANGE', key, '-', '+', 'COUNT', 64)
+      local old = nil
+      local fresh = false
+      for _, entry in ipairs(head) do
+        if tonumber(entry[2][2]) < cutoff then old = entry[1] else fresh = true break end
+      end
+      if old then
+        local seq = tonumber(string.match(old, '^(%d+)'))
+        redis.call('XTRIM', key, 'MINID', (seq + 1) .. '-0')
+        removed = old
+      end
+      if fresh or #head < 64 then break end
+    end
+  end
+  if removed then
+    redis.call('HSET', trimmed_key, topic, string.match(removed, '^(%d+)'))
+  end
+end
+"""
+
+# KEYS: epoch, seq, firehose, trimmed, idempotency, topic stream x n
+# ARGV: candidate epoch, now ms, maxlen, ttl ms, firehose maxlen, idem ttl s, use idem,
+#       fingerprint, n, then topic, type, data for each event
+_PUBLISH_LUA = (
+    _TRIM_LUA
+    + """
+local use_idem = ARGV[7] == '1'
+if use_idem then
+  local previous = redis.call('GET', KEYS[5])
+  if previous then
+    return {'dup', redis.call('GET', KEYS[1]) or '', previous}
+  end
+end
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+local now = tonumber(ARGV[2])
+local maxlen = tonumber(ARGV[3])
+local ttl_ms = tonumber(ARGV[4])
+local n = tonumber(ARGV[9])
+local last = redis.call('INCRBY', KEYS[2], n)
+local first = last - n + 1
+for i = 1, n do
+  local base = 9 + (i - 1) * 3
+  local topic, etype, data = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local id = (first + i - 1) .. '-0'
+  redis.call('XADD', KEYS[5 + i], id, 't', now, 'y', etype, 'd', data)
+  redis.call('XADD', KEYS[3], id, 't', now, 'p', topic, 'y', etype, 'd', data, 'e', epoch)
+end
+for i = 1, n do
+  trim(KEYS[5 + i], ARGV[9 + (i - 1) * 3 + 1], KEYS[4], maxlen, ttl_ms, now)
+end
+redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]))
+if use_idem then
+  redis.call('SET', KEYS[5], ARGV[8] .. '|' .. first .. '|' .. n, 'EX', tonumber(ARGV[6]))
+end
+return {'ok', epoch, tostring(first)}
+"""
+)
+
+# KEYS: epoch, seq, trimmed, topic stream x n
+# ARGV: candidate epoch, claimed epoch ('' for a fresh client), after seq, now ms, maxlen, ttl ms,
+#       then the topics
+_CHECK_LUA = (
+    _TRIM_LUA
+    + """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+local claimed, after = ARGV[2], tonumber(ARGV[3])
+if claimed == '' then return {'fresh', epoch, tostring(head)} end
+if claimed ~= epoch then return {'epoch', epoch, tostring(head)} end
+if after > head then return {'unknown_id', epoch, tostring(head)} end
+local now, maxlen, ttl_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+for i = 4, #KEYS do
+  local topic = ARGV[i + 3]
+  trim(KEYS[i], topic, KEYS[3], maxlen, ttl_ms, now)
+  local marker = redis.call('HGET', KEYS[3], topic)
+  if marker and tonumber(marker) > after then return {'trimmed', epoch, tostring(head)} end
+end
+return {'ok', epoch, tostring(head)}
+"""
+)
+
+# KEYS: epoch, trimmed, topic stream.  ARGV: epoch, topic, after seq, up to seq, count
+_PAGE_LUA = """
+local epoch = redis.call('GET', KEYS[1])
+if epoch ~= ARGV[1] then return {'epoch', {}} end
+local after = tonumber(ARGV[3])
+local marker = redis.call('HGET', KEYS[2], ARGV[2])
+if marker and tonumber(marker) > after then return {'trimmed', {}} end
+return {'ok', redis.call('XRANGE', KEYS[3], (after + 1) .. '-0', ARGV[4] .. '-0', 'COUNT', ARGV[5])}
+"""
+
+# KEYS: epoch, seq.  ARGV: candidate epoch.  The epoch and head read together, creating the epoch.
+_POSITION_LUA = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+return {epoch, redis.call('GET', KEYS[2]) or '0'}
+"""
+
+ReplayStatus = Literal["fresh", "ok", "epoch", "unknown_id", "trimmed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event not yet published: validated by the caller, stored by :meth:`Broker.publish`."""
+
+    topic: str
+    type: str
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    epoch: str
+    seqs: tuple[int, ...]
+    duplicate: bool = False
+
+    @property
+    def ids(self) -> list[str]:
+        return [f"{self.epoch}-{seq}" for seq in self.seqs]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayCheck:
+    """Whether a client at ``after`` can be replayed exactly, and where history stands now."""
+
+    status: ReplayStatus
+    epoch: str
+    head: int
+
+
+class IdempotencyConflict(Exception):
+    """The ``Idempotency-Key`` was used before for a different request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    maxlen: int
+    ttl_s: int
+    firehose_maxlen: int
+    idempotency_ttl_s: int
+
+
+def fingerprint(drafts: Sequence[Draft]) -> str:
+    """A digest of a publish request, so a reused ``Idempotency-Key`` with other content is caught."""
+    payload = json.dumps([[d.topic, d.type, d.data] for d in drafts], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Broker:
+    """Publish into and read from Redis Streams over a fixed-size, blocking connection pool.
+
+    The pool is a :class:`redis.BlockingConnectionPool` of ``pool_size`` connections opened up
+    front: callers wait for a free connection instead of failing (redis-py's default pool raises
+    when full), and a worker holds the same connections whatever its client count.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retention: Retention,
+        pool_size: int = 8,
+        socket_timeout: float = 5.0,
+        pool_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.retention = retention
+        self.pool_size = pool_size
+        self._pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool_size,
+            timeout=pool_timeout,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            health_check_interval=30,
+        )
+        self._redis = redis.Redis(connection_pool=self._pool)
+        self._publish = self._redis.register_script(_PUBLISH_LUA)
+        self._check = self._redis.register_script(_CHECK_LUA)
+        self._page = self._redis.register_script(_PAGE_LUA)
+        self._position = self._redis.register_script(_POSITION_LUA)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def warm(self) -> None:
+        """Open every pooled connection now, so the count never changes with load."""
+        held = []
+        try:
+            for _ in range(self.pool_size):
+                conn = self._pool.get_connection()  # type: ignore[no-untyped-call]
+                held.append(conn)
+                conn.connect()
+        except RedisError as exc:
+            raise BrokerError(f"Redis is unreachable: {exc}") from exc
+        finally:
+            for conn in held:
+                self._pool.release(conn)  # type: ignore[no-untyped-call]
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._redis.ping())
+        except RedisError:
+            return False
+
+    def close(self) -> None:
+        self._pool.disconnect()
+
+    def reader(self) -> FirehoseReader:
+        """A dedicated connection for one hub's blocking reads of the firehose."""
+        return FirehoseReader(self.url)
+
+    # -- publish ------------------------------------------------------------------------------
+
+    def publish(
+        self,
+        drafts: Sequence[Draft],
+        *,
+        idempotency: str | None = None,
+        now_ms: int | None = None,
+    ) -> Published:
+        """Store ``drafts`` atomically (all or none) and return their ids.
+
+        ``idempotency`` is the already-scoped key: a repeat with the same content returns the
+        first publish's ids with ``duplicate=True``; with other content it raises
+        :class:`IdempotencyConflict` and writes nothing.
+        """
+        if not drafts:
+            raise ValueError("publish needs at least one event")
+        r = self.retention
+        digest = fingerprint(drafts) if idempotency else ""
+        keys = [EPOCH_KEY, SEQ_KEY, FIREHOSE_KEY, TRIMMED_KEY]
+        keys.append(idempotency_key("", idempotency) if idempotency else f"{PREFIX}:idem:-")
+        keys += [topic_key(d.topic) for d in drafts]
+        args: list[str | int] = [
+            new_epoch(),
+            now_ms if now_ms is not None else int(time.time() * 1000),
+            r.maxlen,
+            r.ttl_s * 1000,
+            r.firehose_maxlen,
+            r.idempotency_ttl_s,
+            1 if idempotency else 0,
+            digest,
+            len(drafts),
+        ]
+        for d in drafts:
+            args += [d.topic, d.type, d.data]
+        try:
+            result = self._publish(keys=keys, args=args)
+        except RedisError as exc:
+            raise BrokerError(f"Redis failed to store the event: {exc}") from exc
+        status, epoch = _text(result[0]), _text(result[1])
+        if status == "dup":
+            stored_digest, first, count = _text(result[2]).split("|")
+            if stored_digest != digest:
+                raise IdempotencyConflict(idempotency)
+            start = int(first)
+            return Published(epoch, tuple(range(start, start + int(count))), duplicate=True)
+        first_seq = int(_text(result[2]))
+        return Published(epoch, tuple(range(first_seq, first_seq + len(drafts))))
+
+    # -- replay -------------------------------------------------------------------------------
+
+    def position(self) -> tuple[str, int]:
+        """The current epoch and head seq, read together (creating the epoch if Redis is new)."""
+        try:
+            epoch, head = self._position(keys=[EPOCH_KEY, SEQ_KEY], args=[new_epoch()])
+        except RedisError as exc:
+            raise BrokerError(f"Redis is unreachable: {exc}") from exc
+        return _text(epoch), int(_text(head))
+
+    def check_replay(
+        self, topics: Sequence[str], claimed_epoch: str | None, after: int, now_ms: int | None = None
+    ) -> ReplayCheck:
+        """Can a client at ``claimed_epoch-after`` be replayed exactly on ``topics``?
+
+        ``claimed_epoch=None`` means a fresh client (no ``Last-Event-ID``); the answer then only
+        carries the position to start from. TTL trimming is applied to the topics first so a
+        quiet topic cannot replay events older than the TTL.
+        """
+        r = self.retention
+        keys = [EPOCH_KEY, SEQ_KEY, TRIMMED_KEY] + [topic_key(t) for t in topics]
+        args: list[str | int] = [
+            new_epoch(),
+            claimed_epoch or "",
+            after,
+            now_ms if now_ms is not None else int(time.time() * 1000),
+            r.maxlen,
+            r.ttl_s * 1000,
+            *topics,
+        ]
+        try:
+            status, epoch, head = self._check(keys=keys, args=args)
+        except RedisError as exc:
+            raise BrokerError(f"Redis is unreachable: {exc}") from exc
+        return ReplayCheck(_text(status), _text(epoch), int(_text(head)))  # type: ignore[arg-type]
+
+    def history(
+        self, topic: str, epoch: str, after: int, upto: int, page_size: int = 200
+    ) -> Iterator[Event]:
+        """Events of ``topic`` with ``after < seq <= upto``, in order, fetched a page at a time.
+
+        Each page re-checks the epoch and the trim marker, so history lost while a long replay
+        is in progress raises :class:`HistoryLost` instead of being skipped silently.
+        """
+        cursor = after
+        while cursor < upto:
+            try:
+                status, entries = self._page(
+                    keys=[EPOCH_KEY, TRIMMED_KEY, topic_key(topic)],
+                    args=[epoch, topic, cursor, upto, page_size],
+                )
+            except RedisError as exc:
+                raise BrokerError(f"Redis failed during replay: {exc}") from exc
+            if _text(status) != "ok":
+                raise HistoryLost(_text(status))
+            for raw_id, fields in entries:
+                seq = int(_text(raw_id).split("-", 1)[0])
+                yield _history_event(epoch, seq, topic, fields)
+                cursor = seq
+            if len(entries) < page_size:
+                return
+
+    def replay(
+        self, topics: Sequence[str], epoch: str, after: int, upto: int
+    ) -> Iterator[Event]:
+        """All events of ``topics`` in ``(after, upto]``, merged into one seq-ordered stream."""
+        streams = [self.history(t, epoch, after, upto) for t in topics]
+        return heapq.merge(*streams, key=lambda e: e.seq)
+
+    # -- introspection for tests and operators -------------------------------------------------
+
+    def redis_client_count(self) -> int:
+        """How many clients the Redis server has connected (all of them, not just ours)."""
+        try:
+            return len(self._redis.client_list())
+        except RedisError as exc:
+            raise BrokerError(str(exc)) from exc
+
+
+class HistoryLost(Exception):
+    """History needed by a replay in progress was trimmed or the epoch changed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _history_event(epoch: str, seq: int, topic: str, flat: list[bytes]) -> Event:
+    """An entry as a script returns it: field names and values alternate in one flat list."""
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    return Event(
+        epoch=epoch,
+        seq=seq,
+        topic=topic,
+        type=fields[b"y"].decode(),
+        data=fields[b"d"].decode(),
+        published_ms=int(fields[b"t"]),
+    )
+
+
+class FirehoseReader:
+    """One dedicated Redis connection doing ``XREAD BLOCK`` on the firehose for a hub."""
+
+    def __init__(self, url: str, socket_timeout: float = 30.0) -> None:
+        self._redis = redis.Redis.from_url(
+            url,
+            single_connection_client=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=5.0,
+        )
+        self._position = self._redis.register_script(_POSITION_LUA)
+
+    def position(self) -> tuple[str, int]:
+        try:
+            epoch, head = self._position(keys=[EPOCH_KEY, SEQ_KEY], args=[new_epoch()])
+        except RedisError as exc:
+            raise BrokerError(f"Redis is unreachable: {exc}") from exc
+        return _text(epoch), int(_text(head))
+
+    def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[Event]:
+        """Firehose events with seq > ``after`` (waiting up to ``block_ms``), with their epochs."""
+        try:
+            reply: Any = self._redis.xread({FIREHOSE_KEY: f"{after}-0"}, count=count, block=block_ms)
+        except ResponseError as exc:
+            raise BrokerError(f"Redis refused XREAD: {exc}") from exc
+        except RedisError as exc:
+            raise BrokerError(f"Redis connection lost: {exc}") from exc
+        events: list[Event] = []
+        for _stream, entries in reply or ():
+            for raw_id, f in entries:
+                events.append(
+                    Event(
+                        epoch=f[b"e"].decode(),
+                        seq=int(raw_id.split(b"-", 1)[0]),
+                        topic=f[b"p"].decode(),
+                        type=f[b"y"].decode(),
+                        data=f[b"d"].decode(),
+                        published_ms=int(f[b"t"]),
+                    )
+                )
+        return events
+
+    def close(self) -> None:
+        try:
+            self._redis.close()
+        except RedisError:
+            pass

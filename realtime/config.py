@@ -247,5 +247,3 @@ def load_settings(
             "REALTIME_OVERFLOW_GRACE_S", get("REALTIME_OVERFLOW_GRACE_S"), minimum=0.01
         ),
     )
-
-

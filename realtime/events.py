@@ -36,7 +36,9 @@ class Event:
     def frame(self) -> bytes:
         """The SSE bytes of this event, with its topic in the ``topic:`` extension field."""
         if self._frame is None:
-            self._frame = encode_event(id=self.id, event=self.type, data=self.data, topic=self.topic)
+            self._frame = encode_event(
+                id=self.id, event=self.type, data=self.data, topic=self.topic
+            )
         return self._frame
 
     def envelope_frame(self) -> bytes:

@@ -90,7 +90,14 @@ class RedisServer:
         args += ["--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no"]
         args += ["--logfile", "redis.log", "--maxmemory-policy", "noeviction"]
         if self.unix_socket is not None:
-            args += ["--port", "0", "--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
+            args += [
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.unix_socket),
+                "--unixsocketperm",
+                "700",
+            ]
         else:
             if self.port is None:
                 self.port = free_port()
@@ -101,7 +108,11 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                err = (
+                    self.process.stderr.read().decode(errors="replace")
+                    if self.process.stderr
+                    else ""
+                )
                 log = self.directory / "redis.log"
                 tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
                 raise RuntimeError(f"{self.binary} exited at start: {err or tail}")

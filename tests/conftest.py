@@ -167,7 +167,9 @@ class Gunicorn:
                 self.process.wait()
 
 
-def wait_http(url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -190,7 +192,9 @@ def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
     ) -> Gunicorn:
         port = free_port()
         full_env = {
-            k: v for k, v in os.environ.items() if not k.startswith("REALTIME_") or k == "REALTIME_REQUIRE_INTEGRATION"
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("REALTIME_") or k == "REALTIME_REQUIRE_INTEGRATION"
         }
         full_env.update(
             {

@@ -85,14 +85,22 @@ def test_replay_returns_events_after_id_in_order_merged_across_topics(broker: Br
     check = broker.check_replay(["a", "b"], epoch, 1)
     assert (check.status, check.head) == ("ok", 5)
     events = list(broker.replay(["a", "b"], epoch, 1, check.head))
-    assert [(e.seq, e.topic, e.data) for e in events] == [(2, "b", "2"), (4, "a", "4"), (5, "b", "5")]
+    assert [(e.seq, e.topic, e.data) for e in events] == [
+        (2, "b", "2"),
+        (4, "a", "4"),
+        (5, "b", "5"),
+    ]
 
 
-def test_replay_pages_through_long_histories(any_redis_server: RedisServer, raw: redis.Redis) -> None:
+def test_replay_pages_through_long_histories(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
     broker = Broker(any_redis_server.url, retention=Retention(1000, 0, 10_000, 60), pool_size=1)
     try:
         for start in range(0, 600, 100):
-            broker.publish([draft("a" if n % 2 else "b", str(n)) for n in range(start, start + 100)])
+            broker.publish(
+                [draft("a" if n % 2 else "b", str(n)) for n in range(start, start + 100)]
+            )
         epoch, head = broker.position()
         events = list(broker.replay(["a", "b"], epoch, 0, head))
         assert seqs(events) == list(range(1, 601))

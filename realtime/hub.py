@@ -1,0 +1,262 @@
+"""The per-worker fan-out: one reader greenlet on the firehose, dispatch by topic.
+
+The hub is the only owner of subscriptions. It holds exactly one Redis connection of its own (the
+reader), however many clients the worker serves; publish and replay go through the broker's
+fixed pool. Each subscription has a bounded queue: a consumer that falls behind is closed with
+reason ``overflow`` and resumes losslessly from its last id (DESIGN.md, guarantee 5).
+
+Continuity: the reader expects firehose seqs to be contiguous and of one epoch. If it sees a gap
+(it was away longer than the firehose retains) or a new epoch (Redis lost its data), it cannot
+know what its subscribers missed, so it closes them all with reason ``resync``: they reconnect
+with their ``Last-Event-ID`` and the replay path, which can tell exactly, takes over.
+
+Deliberately not here: SSE or WebSocket framing (the stream modules), HTTP errors, Redis commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Iterable
+
+import gevent
+import gevent.event
+from gevent import Greenlet
+
+from .broker import Broker, FirehoseReader
+from .errors import BrokerError, TooManyRequests, Unavailable
+from .events import Event
+
+log = logging.getLogger(__name__)
+
+OVERFLOW = "overflow"
+RESYNC = "resync"
+SHUTDOWN = "shutdown"
+
+
+class Subscription:
+    """One connection's interest in some topics, with a bounded queue of events to deliver."""
+
+    __slots__ = ("topics", "max_queue", "queue", "wakeup", "closed_reason", "on_close")
+
+    def __init__(self, topics: Iterable[str], max_queue: int) -> None:
+        self.topics = frozenset(topics)
+        self.max_queue = max_queue
+        self.queue: deque[Event] = deque()
+        self.wakeup = gevent.event.Event()
+        self.closed_reason: str | None = None
+        self.on_close: Callable[[str], None] | None = None
+
+    def push(self, event: Event) -> None:
+        if self.closed_reason is not None:
+            return
+        if len(self.queue) >= self.max_queue:
+            self.close(OVERFLOW)
+            return
+        self.queue.append(event)
+
+    def close(self, reason: str) -> None:
+        """Stop queueing and wake the consumer; the first reason given wins."""
+        if self.closed_reason is not None:
+            return
+        self.closed_reason = reason
+        self.wakeup.set()
+        if self.on_close is not None:
+            self.on_close(reason)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block until there is something to do (events or close) or ``timeout``; True if woken."""
+        woken = self.wakeup.wait(timeout)
+        self.wakeup.clear()
+        return bool(woken)
+
+    def drain(self) -> list[Event]:
+        events = list(self.queue)
+        self.queue.clear()
+        return events
+
+
+class Hub:
+    """Fan-out of firehose events to this worker's subscriptions.
+
+    Started lazily by the first :meth:`subscribe` so nothing runs in a pre-fork master.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        max_queue: int,
+        max_connections: int,
+        block_ms: int = 1000,
+        start_timeout: float = 5.0,
+    ) -> None:
+        self.broker = broker
+        self.max_queue = max_queue
+        self.max_connections = max_connections
+        self.block_ms = block_ms
+        self.start_timeout = start_timeout
+        self._by_topic: dict[str, set[Subscription]] = {}
+        self._subscriptions: set[Subscription] = set()
+        self._greenlet: Greenlet | None = None
+        self._positioned = gevent.event.Event()
+        self._stopping = False
+        self.epoch: str | None = None
+        self.position = 0
+        self.ready = False
+        self.reconnects = 0
+        self.resyncs = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._greenlet is None or self._greenlet.dead:
+            self._stopping = False
+            self.broker.warm()
+            self._greenlet = gevent.spawn(self._run)
+        if not self._positioned.wait(self.start_timeout):
+            raise Unavailable("The event reader cannot reach Redis yet.", code="redis_unavailable")
+
+    def stop(self) -> None:
+        """Stop the reader and close every subscription (worker shutdown)."""
+        self._stopping = True
+        for sub in list(self._subscriptions):
+            sub.close(SHUTDOWN)
+            self.unsubscribe(sub)
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=2)
+            self._greenlet = None
+        self._positioned.clear()
+        self.ready = False
+
+    @property
+    def running(self) -> bool:
+        return self._greenlet is not None and not self._greenlet.dead
+
+    # -- subscriptions ------------------------------------------------------------------------
+
+    def subscribe(self, topics: Iterable[str]) -> Subscription:
+        """Register interest; from now on every event of ``topics`` the reader sees is queued.
+
+        The reader is positioned before the first subscription exists, so an event committed after
+        this call returns is always delivered live (the replay-then-live seam relies on it).
+        """
+        if len(self._subscriptions) >= self.max_connections:
+            raise TooManyRequests(
+                "This worker serves its maximum number of streams; retry shortly.",
+                code="too_many_connections",
+                retry_after=1,
+            )
+        self.start()
+        sub = Subscription(topics, self.max_queue)
+        self._subscriptions.add(sub)
+        for topic in sub.topics:
+            self._by_topic.setdefault(topic, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Forget ``sub``; safe to call twice (from a generator's finally and a close hook)."""
+        if sub not in self._subscriptions:
+            return
+        self._subscriptions.discard(sub)
+        for topic in sub.topics:
+            subs = self._by_topic.get(topic)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_topic[topic]
+
+    @property
+    def subscription_count(self) -> int:
+        return len(self._subscriptions)
+
+    @property
+    def topic_count(self) -> int:
+        return len(self._by_topic)
+
+    # -- the reader ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        reader: FirehoseReader | None = None
+        backoff = 0.05
+        while not self._stopping:
+            try:
+                if reader is None:
+                    reader = self.broker.reader()
+                    self._take_position(reader)
+                events = reader.read(self.position, block_ms=self.block_ms)
+                self.ready = True
+                backoff = 0.05
+                if events:
+                    self._dispatch(events, reader)
+                else:
+                    self._check_epoch(reader)
+            except BrokerError as exc:
+                if reader is not None:
+                    reader.close()
+                    reader = None
+                    self.reconnects += 1
+                self.ready = False
+                log.warning("event reader lost Redis (%s); retrying in %.2f s", exc, backoff)
+                gevent.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 5.0)
+            except gevent.GreenletExit:
+                break
+            except Exception:  # a bug must not silently stop every stream of the worker
+                log.exception("event reader failed; restarting it")
+                if reader is not None:
+                    reader.close()
+                    reader = None
+                self.ready = False
+                gevent.sleep(1.0)
+        if reader is not None:
+            reader.close()
+
+    def _take_position(self, reader: FirehoseReader) -> None:
+        """(Re)connect: first start reads from the head; a resume keeps its place if it can."""
+        epoch, head = reader.position()
+        if self.epoch is None:
+            self.epoch, self.position = epoch, head
+        elif epoch != self.epoch or head < self.position:
+            self._resync(f"epoch changed from {self.epoch} to {epoch}")
+            self.epoch, self.position = epoch, head
+        self._positioned.set()
+
+    def _check_epoch(self, reader: FirehoseReader) -> None:
+        epoch, head = reader.position()
+        if epoch != self.epoch or head < self.position:
+            self._resync(f"epoch changed from {self.epoch} to {epoch}")
+            self.epoch, self.position = epoch, head
+
+    def _dispatch(self, events: list[Event], reader: FirehoseReader) -> None:
+        touched: set[Subscription] = set()
+        for event in events:
+            if event.epoch != self.epoch:
+                self._resync(f"firehose carries epoch {event.epoch}, expected {self.epoch}")
+                self.epoch, self.position = reader.position()
+                break
+            if event.seq != self.position + 1:
+                self._resync(f"firehose gap: expected seq {self.position + 1}, got {event.seq}")
+                touched.clear()
+            self.position = event.seq
+            subs = self._by_topic.get(event.topic)
+            if subs:
+                for sub in subs:
+                    sub.push(event)
+                touched.update(subs)
+        for sub in touched:
+            sub.wakeup.set()
+            if sub.closed_reason is not None:
+                self.unsubscribe(sub)  # free an overflowed queue now, not when its stream ends
+
+    def _resync(self, why: str) -> None:
+        self.resyncs += 1
+        log.warning(
+            "event reader lost continuity (%s): closing %d streams so they resume",
+            why,
+            len(self._subscriptions),
+        )
+        for sub in list(self._subscriptions):
+            sub.close(RESYNC)
+            self.unsubscribe(sub)

@@ -1,0 +1,145 @@
+"""The SSE stream of one connection: preamble, replay, then live, with heartbeats.
+
+Split the way sse-starlette splits it: :func:`preamble`, :func:`replay`, :func:`live` are small
+generators of bytes, joined by :func:`event_stream`. Nothing here reads Flask globals: the view
+resolves the request into a :class:`StreamPlan` first (Flask's ``stream_with_context`` warning).
+
+The seam: the view subscribes to the hub *before* the broker's replay check reads the head, so an
+event is either at or below the head (replayed from Redis) or above it (queued live); live events
+at or below the last id sent are skipped. No gap, no duplicate (DESIGN.md, guarantee 2).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from .broker import Broker, HistoryLost, ReplayCheck
+from .errors import BrokerError
+from .events import Event
+from .hub import OVERFLOW, RESYNC, SHUTDOWN, Hub, Subscription
+from .ids import format_id
+from .sse import encode_comment, encode_event, encode_last_id, encode_retry
+
+log = logging.getLogger(__name__)
+
+REPLAY_CHUNK_EVENTS = 64
+OPENING_COMMENT = "ok"
+HEARTBEAT_COMMENT = "heartbeat"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """Everything a stream needs, resolved from the request before the response starts."""
+
+    topics: tuple[str, ...]
+    check: ReplayCheck
+    after: int
+    retry_ms: int
+    heartbeat_s: float
+    max_age_s: float
+    envelope: bool
+
+
+def control_event(kind: str, payload: dict[str, str], *, id: str | None = None) -> bytes:
+    """A server event (``reset``, ``overflow``, ``shutdown``) whose data is compact JSON."""
+    data = json.dumps(payload, separators=(",", ":"))
+    return encode_event(id=id, event=kind, data=data)
+
+
+def preamble(plan: StreamPlan) -> bytes:
+    """``retry:``, an opening comment so proxies flush, and where the client stands.
+
+    A fresh client is told the head id (an id-only event dispatches nothing in EventSource but
+    sets its last id), so even its first reconnect resumes exactly. A client that cannot be
+    replayed exactly gets ``reset`` with the head id, then live events only.
+    """
+    check = plan.check
+    head_id = format_id(check.epoch, check.head)
+    out = [encode_retry(plan.retry_ms), encode_comment(OPENING_COMMENT)]
+    if check.status == "fresh":
+        out.append(encode_last_id(head_id))
+    elif check.status != "ok":
+        out.append(control_event("reset", {"reason": check.status, "last_id": head_id}, id=head_id))
+    return b"".join(out)
+
+
+def _frame(event: Event, envelope: bool) -> bytes:
+    return event.envelope_frame() if envelope else event.frame()
+
+
+def replay(broker: Broker, plan: StreamPlan) -> Iterator[bytes]:
+    """The retained events after the client's id up to the head, a chunk at a time."""
+    if plan.check.status != "ok" or plan.after >= plan.check.head:
+        return
+    chunk: list[bytes] = []
+    for event in broker.replay(plan.topics, plan.check.epoch, plan.after, plan.check.head):
+        chunk.append(_frame(event, plan.envelope))
+        if len(chunk) >= REPLAY_CHUNK_EVENTS:
+            yield b"".join(chunk)
+            chunk = []
+    if chunk:
+        yield b"".join(chunk)
+
+
+def _closing_frame(reason: str, plan: StreamPlan, last_id: str) -> bytes:
+    jitter_ms = random.randint(250, 1500)
+    if reason == OVERFLOW:
+        return control_event("overflow", {"reason": "slow_consumer", "last_id": last_id})
+    if reason == SHUTDOWN:
+        return encode_retry(jitter_ms) + control_event("shutdown", {"last_id": last_id})
+    # RESYNC or max age: reconnect soon, the replay path knows exactly what was missed.
+    return encode_retry(jitter_ms) + encode_comment(reason)
+
+
+def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
+    """Queued events as they come, coalesced into one write per wake-up, with heartbeats."""
+    epoch = plan.check.epoch
+    deadline = time.monotonic() + plan.max_age_s if plan.max_age_s else None
+    while True:
+        timeout = plan.heartbeat_s
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        woken = sub.wait(timeout)
+        events = [e for e in sub.drain() if e.seq > last_seq]
+        if events:
+            last_seq = events[-1].seq
+            yield b"".join(_frame(e, plan.envelope) for e in events)
+        if sub.closed_reason is not None:
+            yield _closing_frame(sub.closed_reason, plan, format_id(epoch, last_seq))
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            yield _closing_frame("max_age", plan, format_id(epoch, last_seq))
+            return
+        if not woken and not events:
+            yield encode_comment(HEARTBEAT_COMMENT)
+
+
+def event_stream(hub: Hub, broker: Broker, sub: Subscription, plan: StreamPlan) -> Iterator[bytes]:
+    """The whole response body; the subscription is released however the stream ends."""
+    try:
+        yield preamble(plan)
+        yield from replay(broker, plan)
+        # Replay covered everything up to the head, even on topics that had nothing to send.
+        yield from live(sub, plan, plan.check.head)
+    except HistoryLost as exc:
+        # History vanished mid-replay: end the stream; the reconnect gets an exact `reset`.
+        log.info("replay interrupted (%s); closing so the client resumes", exc.reason)
+        yield encode_retry(random.randint(100, 500))
+    except BrokerError as exc:
+        log.warning("Redis failed during a stream (%s); closing so the client resumes", exc)
+        yield encode_retry(random.randint(500, 2000))
+    finally:
+        hub.unsubscribe(sub)
+
+
+def topics_of(values: Sequence[str]) -> tuple[str, ...]:
+    """Distinct topics in first-seen order."""
+    return tuple(dict.fromkeys(values))
+
+
+__all__ = ["RESYNC", "StreamPlan", "event_stream", "preamble", "topics_of"]

@@ -1,0 +1,290 @@
+"""HTTP surface: ``/events``, ``/publish``, ``/healthz``, ``/readyz``, and the JSON errors.
+
+The only module that reads Flask's request globals. Each view resolves the request into plain
+values (topics, grant, drafts) and hands them to the broker, hub and stream modules; errors are
+raised as :class:`~realtime.errors.ClientError` and rendered in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import gevent
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .auth import Grant, extract_token
+from .broker import IdempotencyConflict, ReplayCheck
+from .errors import (
+    AuthError,
+    BadRequest,
+    BrokerError,
+    ClientError,
+    Forbidden,
+    PayloadTooLarge,
+    Unavailable,
+)
+from .extension import RealtimeState, state
+from .hub import Subscription
+from .ids import parse_id
+from .publishing import parse_publish, validate_idempotency_key
+from .stream import StreamPlan, event_stream, topics_of
+from .topics import validate_topic
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("realtime", __name__)
+
+TOKEN_COOKIE = "realtime_token"
+TOKEN_QUERY = "access_token"
+MAX_LAST_EVENT_ID = 256
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def _rt() -> RealtimeState:
+    return state(current_app)
+
+
+def error_response(err: ClientError) -> Response:
+    response = jsonify(error=err.code, message=err.message)
+    response.status_code = err.status
+    if err.retry_after is not None:
+        response.headers["Retry-After"] = str(err.retry_after)
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ClientError)
+    def _client_error(err: ClientError) -> Response:
+        return error_response(err)
+
+    @app.errorhandler(BrokerError)
+    def _broker_error(err: BrokerError) -> Response:
+        log.warning("Redis unavailable: %s", err)
+        return error_response(
+            Unavailable("Redis is unreachable; retry shortly.", code="redis_unavailable")
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http_error(err: HTTPException) -> Response:
+        status = err.code or 500
+        if status == 413:
+            return error_response(
+                PayloadTooLarge(
+                    f"The request body is over {_rt().settings.max_body} bytes (REALTIME_MAX_BODY)."
+                )
+            )
+        code = (err.name or "error").lower().replace(" ", "_")
+        return error_response(ClientError(err.description or err.name, code=code, status=status))
+
+
+# -- auth ----------------------------------------------------------------------------------------
+
+
+def request_grant() -> Grant | None:
+    """The caller's grant, ``None`` when no token was given; a bad token raises 401."""
+    token = extract_token(
+        authorization=request.headers.get("Authorization"),
+        cookie=request.cookies.get(TOKEN_COOKIE),
+        query=request.args.get(TOKEN_QUERY),
+    )
+    if token is None:
+        return None
+    return _rt().verifier.verify(token)
+
+
+def authorize_subscribe(topics: tuple[str, ...], grant: Grant | None) -> None:
+    public = _rt().settings.public_topics
+    for topic in topics:
+        if public and public.matches(topic):
+            continue
+        if grant is None:
+            raise AuthError(
+                f"Topic {topic!r} is not public: send a token (Authorization: Bearer, the "
+                f"{TOKEN_COOKIE} cookie, or ?{TOKEN_QUERY}=).",
+                code="missing_token",
+            )
+        if not grant.can_subscribe(topic):
+            raise Forbidden(f"Your token does not allow subscribing to {topic!r}.")
+
+
+def authorize_publish(topics: list[str], grant: Grant | None) -> Grant:
+    if grant is None:
+        raise AuthError("Publishing needs a token with publish rights.", code="missing_token")
+    for topic in topics:
+        if not grant.can_publish(topic):
+            raise Forbidden(f"Your token does not allow publishing to {topic!r}.")
+    return grant
+
+
+# -- /events -------------------------------------------------------------------------------------
+
+
+def requested_topics() -> tuple[str, ...]:
+    raw = request.args.getlist("topic")
+    if not raw:
+        raise BadRequest("Name at least one topic: /events?topic=NAME.", code="missing_topic")
+    topics = topics_of([validate_topic(t) for t in raw])
+    limit = _rt().settings.max_topics
+    if len(topics) > limit:
+        raise BadRequest(
+            f"A stream may follow at most {limit} topics (REALTIME_MAX_TOPICS), not {len(topics)}.",
+            code="too_many_topics",
+        )
+    return topics
+
+
+def requested_last_id() -> str | None:
+    """``Last-Event-ID`` wins over ``?lastEventId=``: a browser's automatic reconnect keeps the
+    original URL but sends its newest id in the header."""
+    value = request.headers.get("Last-Event-ID")
+    if value is None or not value.strip():
+        value = request.args.get("lastEventId")
+    if value is None or not value.strip():
+        return None
+    if len(value) > MAX_LAST_EVENT_ID:
+        raise BadRequest(
+            f"Last-Event-ID is longer than {MAX_LAST_EVENT_ID} characters.",
+            code="invalid_last_event_id",
+        )
+    return value
+
+
+def _socket_cutter(sub: Subscription, environ: dict[str, Any], grace_s: float) -> None:
+    """When ``sub`` overflows, give its stream ``grace_s`` to flush ``overflow`` and end; if it
+    is still blocked writing to a client that stopped reading, shut the socket down so the
+    worker frees it now instead of when TCP gives up."""
+    sock = environ.get("gunicorn.socket")
+    if not isinstance(sock, socket.socket):
+        return
+
+    def cut() -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def on_close(reason: str) -> None:
+        if reason != "overflow":
+            return
+        timer = gevent.spawn_later(grace_s, cut)
+        environ["realtime.cut_timer"] = timer
+
+    sub.on_close = on_close
+
+
+@blueprint.get("/events")
+def events() -> Response:
+    rt = _rt()
+    topics = requested_topics()
+    authorize_subscribe(topics, request_grant())
+    last_id = requested_last_id()
+    parsed = parse_id(last_id) if last_id is not None else None
+    envelope = request.args.get("envelope", "") in ("1", "true", "json")
+
+    sub = rt.hub.subscribe(topics)
+    try:
+        if last_id is None:
+            check = rt.broker.check_replay(topics, None, 0)
+        elif parsed is None:
+            fresh = rt.broker.check_replay(topics, None, 0)
+            check = ReplayCheck("unknown_id", fresh.epoch, fresh.head)
+        else:
+            check = rt.broker.check_replay(topics, parsed.epoch, parsed.seq)
+    except BaseException:
+        rt.hub.unsubscribe(sub)
+        raise
+    settings = rt.settings
+    plan = StreamPlan(
+        topics=topics,
+        check=check,
+        after=parsed.seq if parsed is not None else 0,
+        retry_ms=settings.retry_ms,
+        heartbeat_s=settings.heartbeat_s,
+        max_age_s=settings.max_connection_age_s,
+        envelope=envelope,
+    )
+    _socket_cutter(sub, request.environ, settings.overflow_grace_s)
+    environ = request.environ
+
+    def release() -> None:
+        rt.hub.unsubscribe(sub)
+        timer = environ.pop("realtime.cut_timer", None)
+        if timer is not None:
+            timer.kill(block=False)
+
+    response = Response(
+        event_stream(rt.hub, rt.broker, sub, plan),
+        status=200,
+        mimetype="text/event-stream",
+        headers=SSE_HEADERS,
+    )
+    response.content_type = "text/event-stream; charset=utf-8"
+    response.call_on_close(release)
+    return response
+
+
+# -- /publish ------------------------------------------------------------------------------------
+
+
+@blueprint.post("/publish")
+def publish() -> tuple[Response, int]:
+    rt = _rt()
+    grant = request_grant()
+    if grant is None:
+        raise AuthError("Publishing needs a token with publish rights.", code="missing_token")
+    idempotency = validate_idempotency_key(request.headers.get("Idempotency-Key"))
+    settings = rt.settings
+    mimetype = request.mimetype
+    form = request.form.to_dict(flat=False) if mimetype != "application/json" else None
+    drafts, batch = parse_publish(
+        mimetype,
+        body=request.get_data(cache=False) if mimetype == "application/json" else None,
+        form=form,
+        max_payload=settings.max_payload,
+        max_batch=settings.max_batch,
+    )
+    authorize_publish([d.topic for d in drafts], grant)
+    scoped = f"{grant.subject or ''}\n{idempotency}" if idempotency else None
+    try:
+        published = rt.broker.publish(drafts, idempotency=scoped)
+    except IdempotencyConflict:
+        raise BadRequest(
+            "This Idempotency-Key was already used for a different request.",
+            code="idempotency_key_reused",
+        ) from None
+    body = jsonify(ids=published.ids) if batch else jsonify(id=published.ids[0])
+    if published.duplicate:
+        body.headers["Idempotent-Replayed"] = "true"
+    return body, 201
+
+
+# -- health --------------------------------------------------------------------------------------
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+@blueprint.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    rt = _rt()
+    redis_ok = rt.broker.ping()
+    reader_ok = rt.hub.ready if rt.hub.running else redis_ok
+    ready = redis_ok and reader_ok
+    body = jsonify(
+        ready=ready,
+        redis=redis_ok,
+        reader=reader_ok,
+        streams=rt.hub.subscription_count,
+        reader_reconnects=rt.hub.reconnects,
+    )
+    if not ready:
+        body.headers["Retry-After"] = "1"
+    return body, (200 if ready else 503)

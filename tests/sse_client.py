@@ -1,0 +1,130 @@
+"""Test helpers that read SSE the way a browser would (via realtime.sse.EventStreamParser)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+
+from realtime.sse import EventStreamParser, MessageEvent
+
+
+class InProcessStream:
+    """Reads a streamed Flask test-client response with a WHATWG parser."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+        self.parser = EventStreamParser()
+        self._chunks: Iterator[bytes] = iter(response.response)
+        self.raw = b""
+
+    def next_events(self, timeout: float = 5.0) -> list[MessageEvent]:
+        """Events from the next chunks until at least one event arrives (or ``timeout``)."""
+        with gevent.Timeout(timeout):
+            while True:
+                chunk = next(self._chunks)
+                self.raw += chunk
+                events = self.parser.feed(chunk)
+                if events:
+                    return events
+
+    def collect(self, count: int, timeout: float = 5.0) -> list[MessageEvent]:
+        got: list[MessageEvent] = []
+        with gevent.Timeout(timeout):
+            while len(got) < count:
+                got += self.next_events(timeout)
+        return got
+
+    def close(self) -> None:
+        self.response.close()
+
+
+class SocketStream:
+    """A raw-socket SSE client for real servers: full control over reading and closing."""
+
+    def __init__(
+        self,
+        port: int,
+        path: str,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+        rcvbuf: int | None = None,
+    ) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(timeout)
+        self.sock.connect(("127.0.0.1", port))
+        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.parser = EventStreamParser()
+        self.status: int | None = None
+        self._head = b""
+        self._chunked = False
+        self._body = b""
+        self.closed = False
+
+    def _read_head(self) -> None:
+        while b"\r\n\r\n" not in self._head:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed before headers")
+            self._head += data
+        head, _, rest = self._head.partition(b"\r\n\r\n")
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        self.status = int(status_line.split()[1])
+        self.headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
+        self._chunked = self.headers.get("transfer-encoding", "") == "chunked"
+        self._body = rest
+
+    def _dechunk(self) -> bytes:
+        if not self._chunked:
+            out, self._body = self._body, b""
+            return out
+        out = b""
+        while True:
+            line_end = self._body.find(b"\r\n")
+            if line_end < 0:
+                break
+            size = int(self._body[:line_end].split(b";")[0], 16)
+            if len(self._body) < line_end + 2 + size + 2:
+                break
+            if size == 0:
+                self.closed = True
+            out += self._body[line_end + 2 : line_end + 2 + size]
+            self._body = self._body[line_end + 4 + size :]
+        return out
+
+    def read_events(self, deadline: float) -> list[MessageEvent]:
+        """Read until some events arrive, the stream ends, or ``deadline`` (monotonic)."""
+        if self.status is None:
+            self._read_head()
+            events = self.parser.feed(self._dechunk())
+            if events:
+                return events
+        while not self.closed and time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return []
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                self.closed = True
+                break
+            self._body += data
+            events = self.parser.feed(self._dechunk())
+            if events:
+                return events
+        return []
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass

@@ -1,0 +1,129 @@
+"""The hub's reader greenlet against a real Redis: dispatch, overflow, reconnect, resync."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import gevent
+import pytest
+import redis
+
+from realtime.broker import Broker, Draft, Retention
+from realtime.events import Event
+from realtime.hub import OVERFLOW, RESYNC, Hub, Subscription
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[Broker]:
+    b = Broker(redis_url, retention=Retention(1000, 0, 1000, 60), pool_size=2)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def hub(broker: Broker) -> Iterator[Hub]:
+    h = Hub(broker, max_queue=100, max_connections=1000, block_ms=100)
+    yield h
+    h.stop()
+
+
+def publish(broker: Broker, topic: str, n: int = 1) -> list[int]:
+    return list(broker.publish([Draft(topic, "message", str(i)) for i in range(n)]).seqs)
+
+
+def received(sub: Subscription, count: int, timeout: float = 5.0) -> list[int]:
+    seqs: list[int] = []
+    with gevent.Timeout(timeout):
+        while len(seqs) < count:
+            sub.wait(1.0)
+            seqs += [e.seq for e in sub.drain()]
+    return seqs
+
+
+def test_dispatch_by_topic_in_seq_order(hub: Hub, broker: Broker) -> None:
+    both = hub.subscribe(["a", "b"])
+    only_b = hub.subscribe(["b"])
+    a = publish(broker, "a", 3)
+    b = publish(broker, "b", 2)
+    c = publish(broker, "c", 2)
+    assert received(both, 5) == a + b
+    assert received(only_b, 2) == b
+    assert c  # published, delivered to nobody
+
+
+def test_subscription_queue_is_bounded_and_overflow_unsubscribes(
+    broker: Broker, redis_url: str
+) -> None:
+    hub = Hub(broker, max_queue=3, max_connections=10, block_ms=100)
+    try:
+        sub = hub.subscribe(["a"])
+        closed: list[str] = []
+        sub.on_close = closed.append
+        publish(broker, "a", 10)
+        with gevent.Timeout(5):
+            while sub.closed_reason is None:
+                gevent.sleep(0.01)
+        assert closed == [OVERFLOW]
+        assert len(sub.queue) == 3
+        assert hub.subscription_count == 0
+    finally:
+        hub.stop()
+
+
+def test_reader_reconnects_after_its_connection_is_killed_and_loses_nothing(
+    hub: Hub, broker: Broker, redis_client: redis.Redis
+) -> None:
+    sub = hub.subscribe(["a"])
+    first = publish(broker, "a", 3)
+    assert received(sub, 3) == first
+    killed = redis_client.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1  # the reader and the pool
+    later = publish(broker, "a", 5)  # published while the reader is reconnecting
+    assert received(sub, 5) == later
+    assert hub.reconnects >= 1 and sub.closed_reason is None
+
+
+def test_a_new_epoch_closes_every_subscription_for_resync(
+    hub: Hub, broker: Broker, redis_client: redis.Redis
+) -> None:
+    sub = hub.subscribe(["a"])
+    publish(broker, "a", 2)
+    received(sub, 2)
+    redis_client.flushall()
+    publish(broker, "a", 1)
+    with gevent.Timeout(5):
+        while sub.closed_reason is None:
+            gevent.sleep(0.01)
+    assert sub.closed_reason == RESYNC and hub.subscription_count == 0
+    fresh = hub.subscribe(["a"])
+    after = publish(broker, "a", 2)
+    assert received(fresh, 2) == after
+
+
+def test_a_firehose_gap_closes_every_subscription_for_resync(hub: Hub, broker: Broker) -> None:
+    sub = hub.subscribe(["a"])
+    other = hub.subscribe(["b"])
+    assert hub._greenlet is not None
+    hub._greenlet.kill()  # drive dispatch by hand: the reader came back after a long absence
+    position = hub.position
+    behind = Event(epoch=hub.epoch or "", seq=position + 3, topic="a", type="message", data="x")
+    hub._dispatch([behind], broker.reader())
+    assert sub.closed_reason == other.closed_reason == RESYNC
+    assert hub.subscription_count == 0 and hub.resyncs == 1
+    assert hub.position == position + 3
+
+
+def test_connections_are_fixed_whatever_the_subscription_count(
+    hub: Hub, broker: Broker, redis_client: redis.Redis
+) -> None:
+    def ours() -> int:
+        return len(redis_client.client_list()) - 1  # minus this test's own connection
+
+    subs = [hub.subscribe(["a"])]
+    gevent.sleep(0.2)
+    with_one = ours()
+    subs += [hub.subscribe([f"t{n}", "a"]) for n in range(499)]
+    publish(broker, "a", 3)
+    for sub in subs:
+        assert received(sub, 3)
+    assert ours() == with_one == 1 + broker.pool_size

@@ -9,6 +9,12 @@ Every value can be overridden on the command line or by the environment variable
 import os
 import sys
 
+# Patch before the hooks below import ssl (through PyJWT and redis), so the gevent worker's own
+# patching finds nothing unpatched (gevent's MonkeyPatchWarning; gevent issue 1016).
+from gevent import monkey
+
+monkey.patch_all()
+
 bind = os.environ.get("REALTIME_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gevent"
@@ -20,6 +26,9 @@ timeout = 30
 keepalive = 75
 accesslog = os.environ.get("REALTIME_ACCESS_LOG", "-")
 logger_class = "realtime.gunicorn_logging.RedactingLogger"
+# gunicorn 25+ opens a control socket at one fixed path per user, which several instances on one
+# host (the usual deployment here) would fight over; nothing of ours uses it.
+control_socket_disable = True
 
 _embedded = None
 
@@ -61,3 +70,23 @@ def on_starting(server):
 def on_exit(server):
     if _embedded is not None:
         _embedded.stop()
+
+
+def post_worker_init(worker):
+    """Send the app's log records (reader reconnects, resyncs) to gunicorn's error log."""
+    import logging
+
+    app_logger = logging.getLogger("realtime")
+    app_logger.setLevel(logging.INFO)
+    for handler in logging.getLogger("gunicorn.error").handlers:
+        app_logger.addHandler(handler)
+    app_logger.propagate = False
+
+
+def worker_exit(server, worker):
+    """Stop the hub's reader so a leaving worker closes its Redis connections cleanly."""
+    from realtime.extension import state
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and "realtime" in getattr(app, "extensions", {}):
+        state(app).hub.stop()

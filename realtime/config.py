@@ -138,6 +138,10 @@ def _public_key(raw: str) -> str | None:
         raise ConfigError(
             f"REALTIME_JWT_PUBLIC_KEY is neither a PEM key nor a readable file: {exc.strerror}."
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "REALTIME_JWT_PUBLIC_KEY names a binary file; it must hold a PEM (text) public key."
+        ) from None
 
 
 def _origins(raw: str) -> tuple[str, ...]:

@@ -112,8 +112,8 @@ class Hub:
 
     def start(self) -> None:
         if self._greenlet is None or self._greenlet.dead:
+            # Spawned before any I/O, so concurrent first requests start one reader, not many.
             self._stopping = False
-            self.broker.warm()
             self._greenlet = gevent.spawn(self._run)
         if not self._positioned.wait(self.start_timeout):
             raise Unavailable("The event reader cannot reach Redis yet.", code="redis_unavailable")
@@ -183,6 +183,7 @@ class Hub:
         while not self._stopping:
             try:
                 if reader is None:
+                    self.broker.warm()  # the pool opens with the reader: a fixed count from here
                     reader = self.broker.reader()
                     self._take_position(reader)
                 events = reader.read(self.position, block_ms=self.block_ms)

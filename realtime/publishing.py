@@ -29,10 +29,22 @@ MAX_IDEMPOTENCY_KEY = 255
 
 
 def data_text(value: Any) -> str:
-    """The delivered text of a JSON ``data`` value."""
+    """The delivered text of a JSON ``data`` value.
+
+    ``json.loads`` reads a number too large for a float (``1e400``) as infinity, which has no
+    JSON text: that is the publisher's error, not ours.
+    """
     if isinstance(value, str):
         return value
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise BadRequest(
+            "data holds a number too large to represent exactly; send it as a string.",
+            code="invalid_data",
+        ) from None
+    except RecursionError:
+        raise BadRequest("data is nested too deeply.", code="invalid_data") from None
 
 
 def validate_data(text: str, max_payload: int, where: str = "data") -> str:
@@ -80,6 +92,8 @@ def parse_json(body: bytes, *, max_payload: int, max_batch: int) -> tuple[list[D
         doc = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}.", code="invalid_json") from None
+    except RecursionError:
+        raise BadRequest("The body's JSON is nested too deeply.", code="invalid_json") from None
     if not isinstance(doc, dict):
         raise BadRequest("The body must be a JSON object.", code="invalid_json")
     if "events" in doc:

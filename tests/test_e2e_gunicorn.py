@@ -1,0 +1,219 @@
+"""End to end against real gunicorn (gevent workers) and a real redis-server.
+
+These are the acceptance proofs of the core: exact resume across workers under random
+disconnects, a fixed number of Redis connections per worker, and a stalled client cut off with
+bounded memory and a lossless resume. Counts and times are bounded; everything targets 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.request
+from typing import Any
+
+import gevent
+import pytest
+import redis
+from conftest import Gunicorn, make_token
+from sse_client import SocketStream
+
+pytestmark = pytest.mark.integration
+
+TOKEN = make_token()
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def post_json(url: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(
+        url + "/publish",
+        data=json.dumps(body).encode(),
+        headers={**AUTH, "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+        return json.loads(response.read())
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+class ResumingClient:
+    """Follows some topics, drops its connection at random moments, resumes with Last-Event-ID."""
+
+    def __init__(self, port: int, topics: list[str], rng: random.Random) -> None:
+        self.port = port
+        self.topics = topics
+        self.rng = rng
+        self.ids: list[str] = []
+        self.other: list[str] = []  # any non-message event (reset, overflow): must stay empty
+        self.last_id: str | None = None
+        self.connections = 0
+        self.connected = gevent.event.Event()
+
+    def path(self) -> str:
+        query = "&".join(f"topic={t}" for t in self.topics)
+        return f"/events?{query}&access_token={TOKEN}"
+
+    def run(self, done: gevent.event.Event, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+            stream = SocketStream(self.port, self.path(), headers)
+            self.connections += 1
+            lifetime = time.monotonic() + self.rng.uniform(0.05, 0.5)
+            try:
+                while time.monotonic() < min(lifetime, deadline):
+                    events = stream.read_events(min(lifetime, deadline))
+                    assert stream.status == 200
+                    if stream.parser.last_event_id:
+                        self.last_id = stream.parser.last_event_id
+                        self.connected.set()
+                    for event in events:
+                        if event.type == "message":
+                            self.ids.append(event.last_event_id)
+                        else:
+                            self.other.append(event.type)
+                    if stream.closed or (done.is_set() and self.rng.random() < 0.3):
+                        break
+            finally:
+                stream.close()  # an abrupt drop, wherever the stream was
+            if done.is_set() and self.finished:
+                return
+            gevent.sleep(self.rng.uniform(0, 0.05))
+
+    expected: list[str] = []
+
+    @property
+    def finished(self) -> bool:
+        return len(self.ids) >= len(self.expected)
+
+
+def test_fifty_clients_resume_exactly_across_two_workers(
+    gunicorn_factory: Any, redis_url: str
+) -> None:
+    server: Gunicorn = gunicorn_factory(redis_url, workers=2)
+    rng = random.Random(2026)
+    topics = [f"topic{n}" for n in range(5)]
+    clients = [
+        ResumingClient(server.port, rng.sample(topics, rng.randint(1, 3)), rng) for _ in range(50)
+    ]
+    done = gevent.event.Event()
+    deadline = time.monotonic() + 120
+    runners = [gevent.spawn(c.run, done, deadline) for c in clients]
+    with gevent.Timeout(20):
+        for c in clients:
+            c.connected.wait()
+
+    published: list[tuple[str, str]] = []
+    for batch in range(100):  # 1,000 events: 100 requests of 10, paced over a few seconds
+        events = [{"topic": rng.choice(topics), "data": f"{batch}.{n}"} for n in range(10)]
+        ids = post_json(server.url, {"events": events})["ids"]
+        published += [(e["topic"], i) for e, i in zip(events, ids, strict=True)]
+        gevent.sleep(rng.uniform(0, 0.03))
+    for c in clients:
+        c.expected = [i for topic, i in published if topic in c.topics]
+    done.set()
+    gevent.joinall(runners, timeout=max(1, deadline - time.monotonic()), raise_error=True)
+
+    reconnects = sum(c.connections for c in clients) - len(clients)
+    print(f"\n50 clients, 1000 events, {reconnects} resumes")
+    assert reconnects >= 200  # every client really dropped and resumed many times
+    for c in clients:
+        assert c.other == []
+        assert c.ids == c.expected, f"client on {c.topics}: wrong ids"
+
+
+def redis_clients(r: redis.Redis) -> int:
+    return len(r.client_list()) - 1  # minus this test's own connection
+
+
+def test_a_worker_keeps_the_same_redis_connections_with_1_and_500_clients(
+    gunicorn_factory: Any, redis_url: str, redis_client: redis.Redis
+) -> None:
+    server: Gunicorn = gunicorn_factory(redis_url, workers=1)
+    path = f"/events?topic=load&access_token={TOKEN}"
+
+    def open_stream() -> SocketStream:
+        stream = SocketStream(server.port, path)
+        stream.read_events(time.monotonic() + 10)
+        assert stream.status == 200
+        return stream
+
+    first = open_stream()
+    post_json(server.url, {"topic": "load", "data": "warm"})
+    with_one = redis_clients(redis_client)
+    streams = [first] + list(gevent.joinall([gevent.spawn(open_stream) for _ in range(499)]))
+    streams = [g.value for g in streams[1:]] and [first] + [
+        g.value
+        for g in streams[1:]  # type: ignore[union-attr]
+    ]
+    assert get_json(server.url + "/readyz")["streams"] == 500
+    post_json(server.url, {"topic": "load", "data": "to all"})
+    with_500 = redis_clients(redis_client)
+    print(f"\nRedis connections: {with_one} with 1 client, {with_500} with 500")
+    assert with_one == with_500 == 1 + 8  # the reader + REALTIME_REDIS_POOL_SIZE
+    for stream in streams:
+        stream.close()
+
+
+def test_a_stalled_client_is_cut_at_its_queue_bound_and_resumes_losslessly(
+    gunicorn_factory: Any, redis_url: str
+) -> None:
+    server: Gunicorn = gunicorn_factory(
+        redis_url,
+        workers=1,
+        env={
+            "REALTIME_MAX_QUEUE": "50",
+            "REALTIME_OVERFLOW_GRACE_S": "0.5",
+            "REALTIME_HISTORY_MAXLEN": "5000",
+        },
+    )
+    [worker] = server.worker_pids()
+    stalled = SocketStream(server.port, f"/events?topic=flood&access_token={TOKEN}", rcvbuf=4096)
+    stalled.read_events(time.monotonic() + 5)
+    assert get_json(server.url + "/readyz")["streams"] == 1
+    baseline = rss_kib(worker)
+
+    payload = "x" * 8000
+    ids: list[str] = []
+    for _ in range(40):  # 40 x 50 events x 8 kB = 16 MB pushed at a client that reads nothing
+        ids += post_json(server.url, {"events": [{"topic": "flood", "data": payload}] * 50})["ids"]
+    with gevent.Timeout(10):
+        while get_json(server.url + "/readyz")["streams"] != 0:
+            gevent.sleep(0.05)
+    grown = rss_kib(worker) - baseline
+    print(f"\nworker RSS grew {grown} KiB while 16 MB flowed past a stalled client")
+    assert grown < 32 * 1024
+
+    # The client wakes up: it finds what the kernel had buffered, then the end of the stream.
+    got: list[str] = []
+    deadline = time.monotonic() + 10
+    while not stalled.closed and time.monotonic() < deadline:
+        got += [e.last_event_id for e in stalled.read_events(deadline) if e.type == "message"]
+    assert stalled.closed, "the server never closed the stalled stream"
+    assert len(got) < len(ids)
+    assert got == ids[: len(got)]
+    resume_from = stalled.parser.last_event_id
+    stalled.close()
+
+    resumed = SocketStream(
+        server.port, f"/events?topic=flood&access_token={TOKEN}", {"Last-Event-ID": resume_from}
+    )
+    rest: list[str] = []
+    deadline = time.monotonic() + 20
+    while len(got) + len(rest) < len(ids) and time.monotonic() < deadline:
+        rest += [e.last_event_id for e in resumed.read_events(deadline) if e.type == "message"]
+    resumed.close()
+    assert got + rest == ids

@@ -23,7 +23,9 @@ worker_connections = int(os.environ.get("REALTIME_WORKER_CONNECTIONS", "10000"))
 # Seconds a worker gets on SIGTERM before it is killed: streams are told to reconnect elsewhere.
 graceful_timeout = int(os.environ.get("REALTIME_GRACEFUL_TIMEOUT", "10"))
 timeout = 30
-keepalive = 75
+# Idle keep-alive connections hold a worker open during shutdown for up to this long: keep it
+# short, and keep nginx's upstream keepalive_timeout below it.
+keepalive = 5
 accesslog = os.environ.get("REALTIME_ACCESS_LOG", "-")
 logger_class = "realtime.gunicorn_logging.RedactingLogger"
 # gunicorn 25+ opens a control socket at one fixed path per user, which several instances on one
@@ -73,14 +75,39 @@ def on_exit(server):
 
 
 def post_worker_init(worker):
-    """Send the app's log records (reader reconnects, resyncs) to gunicorn's error log."""
+    """Route the app's logs to gunicorn's error log, and make SIGTERM end every stream at once.
+
+    gunicorn's gevent worker stops accepting on SIGTERM and then waits up to graceful_timeout
+    for open requests; an SSE stream never ends by itself, so the hub closes them all with a
+    jittered ``retry:`` and ``event: shutdown`` and clients resume elsewhere with their last id.
+    """
     import logging
+    import signal
+
+    import gevent
+
+    from realtime.extension import state
 
     app_logger = logging.getLogger("realtime")
     app_logger.setLevel(logging.INFO)
     for handler in logging.getLogger("gunicorn.error").handlers:
         app_logger.addHandler(handler)
     app_logger.propagate = False
+
+    app = getattr(worker, "wsgi", None)
+    if app is None or "realtime" not in getattr(app, "extensions", {}):
+        return
+    hub = state(app).hub
+    gunicorn_exit = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        gunicorn_exit(sig, frame)
+        gevent.spawn(
+            hub.stop, draining=True
+        )  # out of the signal handler, as gunicorn does for SIGQUIT
+
+    signal.signal(signal.SIGTERM, handle_exit)
+    signal.siginterrupt(signal.SIGTERM, False)
 
 
 def worker_exit(server, worker):

@@ -105,6 +105,7 @@ class Hub:
         self.epoch: str | None = None
         self.position = 0
         self.ready = False
+        self.draining = False
         self.reconnects = 0
         self.resyncs = 0
 
@@ -118,8 +119,13 @@ class Hub:
         if not self._positioned.wait(self.start_timeout):
             raise Unavailable("The event reader cannot reach Redis yet.", code="redis_unavailable")
 
-    def stop(self) -> None:
-        """Stop the reader and close every subscription (worker shutdown)."""
+    def stop(self, *, draining: bool = False) -> None:
+        """Stop the reader and close every subscription with ``shutdown``.
+
+        ``draining=True`` is the worker's shutdown: new subscriptions are refused with 503 from
+        then on and ``/readyz`` reports not ready.
+        """
+        self.draining = self.draining or draining
         self._stopping = True
         for sub in list(self._subscriptions):
             sub.close(SHUTDOWN)
@@ -142,6 +148,8 @@ class Hub:
         The reader is positioned before the first subscription exists, so an event committed after
         this call returns is always delivered live (the replay-then-live seam relies on it).
         """
+        if self.draining:
+            raise Unavailable("This server is shutting down; reconnect.", code="draining")
         if len(self._subscriptions) >= self.max_connections:
             raise TooManyRequests(
                 "This worker serves its maximum number of streams; retry shortly.",
@@ -222,6 +230,7 @@ class Hub:
         elif epoch != self.epoch or head < self.position:
             self._resync(f"epoch changed from {self.epoch} to {epoch}")
             self.epoch, self.position = epoch, head
+        self.ready = True
         self._positioned.set()
 
     def _check_epoch(self, reader: FirehoseReader) -> None:

@@ -277,9 +277,10 @@ def readyz() -> tuple[Response, int]:
     rt = _rt()
     redis_ok = rt.broker.ping()
     reader_ok = rt.hub.ready if rt.hub.running else redis_ok
-    ready = redis_ok and reader_ok
+    ready = redis_ok and reader_ok and not rt.hub.draining
     body = jsonify(
         ready=ready,
+        draining=rt.hub.draining,
         redis=redis_ok,
         reader=reader_ok,
         streams=rt.hub.subscription_count,

@@ -100,12 +100,11 @@ class SocketStream:
         return out
 
     def read_events(self, deadline: float) -> list[MessageEvent]:
-        """Read until some events arrive, the stream ends, or ``deadline`` (monotonic)."""
+        """Read until some bytes arrive, the stream ends, or ``deadline`` (monotonic); return the
+        events completed so far (possibly none: an id-only preamble dispatches nothing)."""
         if self.status is None:
             self._read_head()
-            events = self.parser.feed(self._dechunk())
-            if events:
-                return events
+            return self.parser.feed(self._dechunk())
         while not self.closed and time.monotonic() < deadline:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
@@ -118,9 +117,7 @@ class SocketStream:
                 self.closed = True
                 break
             self._body += data
-            events = self.parser.feed(self._dechunk())
-            if events:
-                return events
+            return self.parser.feed(self._dechunk())
         return []
 
     def close(self) -> None:

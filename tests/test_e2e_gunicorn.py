@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -217,3 +218,47 @@ def test_a_stalled_client_is_cut_at_its_queue_bound_and_resumes_losslessly(
         rest += [e.last_event_id for e in resumed.read_events(deadline) if e.type == "message"]
     resumed.close()
     assert got + rest == ids
+
+
+def test_sigterm_ends_every_stream_with_shutdown_and_a_short_retry(
+    gunicorn_factory: Any, redis_url: str
+) -> None:
+    server: Gunicorn = gunicorn_factory(redis_url, workers=2)
+    streams = [SocketStream(server.port, f"/events?topic=a&access_token={TOKEN}") for _ in range(6)]
+    for stream in streams:
+        stream.read_events(time.monotonic() + 5)
+    started = time.monotonic()
+    server.process.send_signal(15)
+    for stream in streams:
+        events: list[Any] = []
+        deadline = time.monotonic() + 10
+        while not stream.closed and time.monotonic() < deadline:
+            events += stream.read_events(deadline)
+        assert stream.closed
+        assert [e.type for e in events] == ["shutdown"]
+        assert stream.parser.retry_ms is not None and stream.parser.retry_ms <= 1500
+        stream.close()
+    server.process.wait(15)
+    elapsed = time.monotonic() - started
+    print(f"\nSIGTERM: 6 streams closed and gunicorn exited in {elapsed:.2f} s")
+    assert elapsed < 10  # graceful_timeout: the worker did not wait for streams to time out
+
+
+def test_query_string_tokens_never_reach_the_access_log(
+    gunicorn_factory: Any, redis_url: str
+) -> None:
+    server: Gunicorn = gunicorn_factory(redis_url, workers=1)
+    stream = SocketStream(server.port, f"/events?topic=a&access_token={TOKEN}")
+    stream.read_events(time.monotonic() + 5)
+    stream.close()
+    with urllib.request.urlopen(f"{server.url}/healthz?access_token={TOKEN}", timeout=5):
+        pass
+    try:
+        urllib.request.urlopen(f"{server.url}/events?topic=a&access_token=not-a-real-token")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+    server.stop()
+    log = server.log()
+    assert "/healthz?access_token=[redacted]" in log
+    assert TOKEN not in log and "not-a-real-token" not in log
+    assert TOKEN.split(".")[2] not in log

@@ -33,5 +33,8 @@ unit: $(VENV)/.dev-installed
 
 test: lint typecheck unit
 
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/hub_fanout.py
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

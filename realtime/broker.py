@@ -46,8 +46,9 @@ def topic_key(topic: str) -> str:
     return f"{PREFIX}:t:{topic}"
 
 
-def idempotency_key(scope: str, key: str) -> str:
-    digest = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()[:32]
+def idempotency_key(scoped_key: str) -> str:
+    """The Redis key remembering one ``Idempotency-Key`` (already scoped to its publisher)."""
+    digest = hashlib.sha256(scoped_key.encode()).hexdigest()[:32]
     return f"{PREFIX}:idem:{digest}"
 
 
@@ -116,8 +117,13 @@ for i = 1, n do
   redis.call('XADD', KEYS[5 + i], id, 't', now, 'y', etype, 'd', data)
   redis.call('XADD', KEYS[3], id, 't', now, 'p', topic, 'y', etype, 'd', data, 'e', epoch)
 end
+local trimmed = {}
 for i = 1, n do
-  trim(KEYS[5 + i], ARGV[9 + (i - 1) * 3 + 1], KEYS[4], maxlen, ttl_ms, now)
+  local topic = ARGV[9 + (i - 1) * 3 + 1]
+  if not trimmed[topic] then
+    trimmed[topic] = true
+    trim(KEYS[5 + i], topic, KEYS[4], maxlen, ttl_ms, now)
+  end
 end
 redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]))
 if use_idem then
@@ -228,6 +234,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _read_position(script: Any) -> tuple[str, int]:
+    """Run the position script: the epoch (created if Redis is new) and the head seq."""
+    try:
+        epoch, head = script(keys=[EPOCH_KEY, SEQ_KEY], args=[new_epoch()])
+    except RedisError as exc:
+        raise BrokerError(f"Redis is unreachable: {exc}") from exc
+    return _text(epoch), int(_text(head))
+
+
 class Broker:
     """Publish into and read from Redis Streams over a fixed-size, blocking connection pool.
 
@@ -311,7 +326,7 @@ class Broker:
         r = self.retention
         digest = fingerprint(drafts) if idempotency else ""
         keys = [EPOCH_KEY, SEQ_KEY, FIREHOSE_KEY, TRIMMED_KEY]
-        keys.append(idempotency_key("", idempotency) if idempotency else f"{PREFIX}:idem:-")
+        keys.append(idempotency_key(idempotency) if idempotency else f"{PREFIX}:idem:-")
         keys += [topic_key(d.topic) for d in drafts]
         args: list[str | int] = [
             new_epoch(),
@@ -344,11 +359,7 @@ class Broker:
 
     def position(self) -> tuple[str, int]:
         """The current epoch and head seq, read together (creating the epoch if Redis is new)."""
-        try:
-            epoch, head = self._position(keys=[EPOCH_KEY, SEQ_KEY], args=[new_epoch()])
-        except RedisError as exc:
-            raise BrokerError(f"Redis is unreachable: {exc}") from exc
-        return _text(epoch), int(_text(head))
+        return _read_position(self._position)
 
     def check_replay(
         self,
@@ -455,11 +466,7 @@ class FirehoseReader:
         self._position = self._redis.register_script(_POSITION_LUA)
 
     def position(self) -> tuple[str, int]:
-        try:
-            epoch, head = self._position(keys=[EPOCH_KEY, SEQ_KEY], args=[new_epoch()])
-        except RedisError as exc:
-            raise BrokerError(f"Redis is unreachable: {exc}") from exc
-        return _text(epoch), int(_text(head))
+        return _read_position(self._position)
 
     def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[Event]:
         """Firehose events with seq > ``after`` (waiting up to ``block_ms``), with their epochs."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .broker import Broker, HistoryLost, ReplayCheck
 from .errors import BrokerError
 from .events import Event
-from .hub import OVERFLOW, RESYNC, SHUTDOWN, Hub, Subscription
+from .hub import OVERFLOW, SHUTDOWN, Hub, Subscription
 from .ids import format_id
 from .sse import encode_comment, encode_event, encode_last_id, encode_retry
 
@@ -140,6 +140,3 @@ def event_stream(hub: Hub, broker: Broker, sub: Subscription, plan: StreamPlan) 
 def topics_of(values: Sequence[str]) -> tuple[str, ...]:
     """Distinct topics in first-seen order."""
     return tuple(dict.fromkeys(values))
-
-
-__all__ = ["RESYNC", "StreamPlan", "event_stream", "preamble", "topics_of"]

@@ -322,3 +322,15 @@ def test_any_publishable_text_arrives_identical_over_http(client: Any, data: str
     [event] = stream.next_events()
     assert (event.last_event_id, event.data) == (sent, data)
     stream.close()
+
+
+def test_streams_older_than_max_connection_age_end_with_a_short_retry(app_factory: Any) -> None:
+    client = app_factory(REALTIME_MAX_CONNECTION_AGE_S="1").test_client()
+    stream = open_stream(client, "topic=a")
+    chunks = []
+    with gevent.Timeout(5):
+        for chunk in stream._chunks:
+            chunks.append(chunk)
+            stream.parser.feed(chunk)
+    assert chunks[-1].endswith(b": max_age\n\n")
+    assert stream.parser.retry_ms is not None and stream.parser.retry_ms <= 1500

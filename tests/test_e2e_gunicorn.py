@@ -8,10 +8,12 @@ bounded memory and a lossless resume. Counts and times are bounded; everything t
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -41,6 +43,31 @@ def post_json(url: str, body: dict[str, Any]) -> Any:
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
+
+
+def established_per_worker(worker_pids: list[int], port: int) -> dict[int, int]:
+    """How many established connections on ``port`` each worker holds, read from /proc."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                    inodes.add(fields[9])
+    counts: dict[int, int] = {}
+    for pid in worker_pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        held = 0
+        for fd in fd_dir.iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                held += 1
+        counts[pid] = held
+    return counts
 
 
 def rss_kib(pid: int) -> int:
@@ -118,19 +145,24 @@ def test_fifty_clients_resume_exactly_across_two_workers(
             c.connected.wait()
 
     published: list[tuple[str, str]] = []
+    served: dict[int, int] = dict.fromkeys(server.worker_pids(), 0)
     for batch in range(100):  # 1,000 events: 100 requests of 10, paced over a few seconds
         events = [{"topic": rng.choice(topics), "data": f"{batch}.{n}"} for n in range(10)]
         ids = post_json(server.url, {"events": events})["ids"]
         published += [(e["topic"], i) for e, i in zip(events, ids, strict=True)]
         gevent.sleep(rng.uniform(0, 0.03))
+        if batch % 10 == 0:
+            for pid, count in established_per_worker(list(served), server.port).items():
+                served[pid] += count
     for c in clients:
         c.expected = [i for topic, i in published if topic in c.topics]
     done.set()
     gevent.joinall(runners, timeout=max(1, deadline - time.monotonic()), raise_error=True)
 
     reconnects = sum(c.connections for c in clients) - len(clients)
-    print(f"\n50 clients, 1000 events, {reconnects} resumes")
+    print(f"\n50 clients, 1000 events, {reconnects} resumes; streams seen per worker: {served}")
     assert reconnects >= 200  # every client really dropped and resumed many times
+    assert len(served) == 2 and all(served.values())  # both workers served streams
     for c in clients:
         assert c.other == []
         assert c.ids == c.expected, f"client on {c.topics}: wrong ids"

@@ -24,7 +24,7 @@ import hashlib
 import heapq
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,6 +44,10 @@ TRIMMED_KEY = f"{PREFIX}:trimmed"
 
 def topic_key(topic: str) -> str:
     return f"{PREFIX}:t:{topic}"
+
+
+def presence_key(topic: str) -> str:
+    return f"{PREFIX}:presence:{topic}"
 
 
 def idempotency_key(scoped_key: str) -> str:
@@ -180,6 +184,12 @@ end
 return {epoch, redis.call('GET', KEYS[2]) or '0'}
 """
 
+# KEYS: presence set.  ARGV: now ms.  Drop expired members, return the rest.
+_PRESENCE_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
 ReplayStatus = Literal["fresh", "ok", "epoch", "unknown_id", "trimmed"]
 
 
@@ -276,6 +286,7 @@ class Broker:
         self._check = self._redis.register_script(_CHECK_LUA)
         self._page = self._redis.register_script(_PAGE_LUA)
         self._position = self._redis.register_script(_POSITION_LUA)
+        self._presence = self._redis.register_script(_PRESENCE_LUA)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -421,6 +432,43 @@ class Broker:
         """All events of ``topics`` in ``(after, upto]``, merged into one seq-ordered stream."""
         streams = [self.history(t, epoch, after, upto) for t in topics]
         return heapq.merge(*streams, key=lambda e: e.seq)
+
+    # -- presence -----------------------------------------------------------------------------
+
+    def presence_update(
+        self,
+        add: Iterable[tuple[str, str]],
+        remove: Iterable[tuple[str, str]],
+        *,
+        expires_ms: int,
+        ttl_s: float,
+    ) -> None:
+        """Add/refresh and remove ``(topic, member)`` entries in one round trip.
+
+        A topic's set expires as a whole a TTL after its last refresh, so topics nobody follows
+        any more leave nothing behind.
+        """
+        pipe = self._redis.pipeline(transaction=False)
+        touched: set[str] = set()
+        for topic, entry in add:
+            pipe.zadd(presence_key(topic), {entry: expires_ms})
+            touched.add(topic)
+        for topic, entry in remove:
+            pipe.zrem(presence_key(topic), entry)
+        for topic in touched:
+            pipe.pexpire(presence_key(topic), int(ttl_s * 2000))
+        try:
+            pipe.execute()
+        except RedisError as exc:
+            raise BrokerError(f"Redis failed to update presence: {exc}") from exc
+
+    def presence_members(self, topic: str, *, now_ms: int) -> list[str]:
+        """The unexpired members of ``topic``'s presence set (expired ones are dropped)."""
+        try:
+            members = self._presence(keys=[presence_key(topic)], args=[now_ms])
+        except RedisError as exc:
+            raise BrokerError(f"Redis is unreachable: {exc}") from exc
+        return [_text(m) for m in members]
 
     # -- introspection for tests and operators -------------------------------------------------
 

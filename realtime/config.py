@@ -56,6 +56,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REALTIME_IDEMPOTENCY_TTL_S", "86400", "How long an `Idempotency-Key` is remembered."),
     Setting("REALTIME_REDIS_POOL_SIZE", "8", "Redis connections per worker for publish/replay."),
     Setting("REALTIME_OVERFLOW_GRACE_S", "2", "Time a cut slow stream gets to flush `overflow`."),
+    Setting(
+        "REALTIME_PRESENCE_TTL_S", "30", "Presence entries of a dead worker expire after this."
+    ),
+    Setting("REALTIME_WS_AUTH_TIMEOUT_S", "5", "Time a token-less WebSocket gets to authenticate."),
+    Setting("REALTIME_WS_RATE", "20", "WebSocket messages per second a connection may send."),
+    Setting("REALTIME_WS_BURST", "40", "WebSocket messages a connection may send at once."),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -88,6 +94,10 @@ class Settings:
     idempotency_ttl_s: int
     redis_pool_size: int
     overflow_grace_s: float
+    presence_ttl_s: float
+    ws_auth_timeout_s: float
+    ws_rate: float
+    ws_burst: int
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -250,4 +260,12 @@ def load_settings(
         overflow_grace_s=_seconds(
             "REALTIME_OVERFLOW_GRACE_S", get("REALTIME_OVERFLOW_GRACE_S"), minimum=0.01
         ),
+        presence_ttl_s=_seconds(
+            "REALTIME_PRESENCE_TTL_S", get("REALTIME_PRESENCE_TTL_S"), minimum=1, allow_zero=True
+        ),
+        ws_auth_timeout_s=_seconds(
+            "REALTIME_WS_AUTH_TIMEOUT_S", get("REALTIME_WS_AUTH_TIMEOUT_S"), minimum=0.1
+        ),
+        ws_rate=_seconds("REALTIME_WS_RATE", get("REALTIME_WS_RATE"), minimum=0.1),
+        ws_burst=_int("REALTIME_WS_BURST", get("REALTIME_WS_BURST"), minimum=1),
     )

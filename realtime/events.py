@@ -15,7 +15,17 @@ from .sse import encode_event
 class Event:
     """One published event; ``seq`` orders it, ``id`` names it on the wire."""
 
-    __slots__ = ("epoch", "seq", "topic", "type", "data", "published_ms", "_frame", "_envelope")
+    __slots__ = (
+        "epoch",
+        "seq",
+        "topic",
+        "type",
+        "data",
+        "published_ms",
+        "_frame",
+        "_envelope",
+        "_ws",
+    )
 
     def __init__(
         self, *, epoch: str, seq: int, topic: str, type: str, data: str, published_ms: int = 0
@@ -28,6 +38,7 @@ class Event:
         self.published_ms = published_ms
         self._frame: bytes | None = None
         self._envelope: bytes | None = None
+        self._ws: str | None = None
 
     @property
     def id(self) -> str:
@@ -51,6 +62,22 @@ class Event:
             wrapped = json.dumps({"topic": self.topic, "data": self.data}, ensure_ascii=False)
             self._envelope = encode_event(id=self.id, event=self.type, data=wrapped)
         return self._envelope
+
+    def ws_frame(self) -> str:
+        """The WebSocket ``event`` message, encoded once and shared by every connection."""
+        if self._ws is None:
+            self._ws = json.dumps(
+                {
+                    "type": "event",
+                    "topic": self.topic,
+                    "id": self.id,
+                    "event": self.type,
+                    "data": self.data,
+                },
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+        return self._ws
 
     def __repr__(self) -> str:
         return f"Event({self.id!r}, topic={self.topic!r}, type={self.type!r})"

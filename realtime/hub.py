@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -27,6 +28,7 @@ from gevent import Greenlet
 from .broker import Broker, FirehoseReader
 from .errors import BrokerError, TooManyRequests, Unavailable
 from .events import Event
+from .presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,26 @@ SHUTDOWN = "shutdown"
 
 
 class Subscription:
-    """One connection's interest in some topics, with a bounded queue of events to deliver."""
+    """One connection's interest in some topics, with a bounded queue of events to deliver.
 
-    __slots__ = ("topics", "max_queue", "queue", "wakeup", "closed_reason", "on_close")
+    ``who`` names the connection in presence: the token's subject, else its connection id.
+    """
 
-    def __init__(self, topics: Iterable[str], max_queue: int) -> None:
-        self.topics = frozenset(topics)
+    __slots__ = (
+        "topics",
+        "max_queue",
+        "queue",
+        "wakeup",
+        "closed_reason",
+        "on_close",
+        "connection_id",
+        "who",
+    )
+
+    def __init__(self, topics: Iterable[str], max_queue: int, who: str | None = None) -> None:
+        self.topics: set[str] = set(topics)
+        self.connection_id = secrets.token_urlsafe(9)
+        self.who = who or self.connection_id
         self.max_queue = max_queue
         self.queue: deque[Event] = deque()
         self.wakeup = gevent.event.Event()
@@ -91,8 +107,10 @@ class Hub:
         max_connections: int,
         block_ms: int = 1000,
         start_timeout: float = 5.0,
+        presence: Presence | None = None,
     ) -> None:
         self.broker = broker
+        self.presence = presence
         self.max_queue = max_queue
         self.max_connections = max_connections
         self.block_ms = block_ms
@@ -116,6 +134,8 @@ class Hub:
             # Spawned before any I/O, so concurrent first requests start one reader, not many.
             self._stopping = False
             self._greenlet = gevent.spawn(self._run)
+            if self.presence is not None:
+                self.presence.start()
         if not self._positioned.wait(self.start_timeout):
             raise Unavailable("The event reader cannot reach Redis yet.", code="redis_unavailable")
 
@@ -133,6 +153,8 @@ class Hub:
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=2)
             self._greenlet = None
+        if self.presence is not None:
+            self.presence.stop()
         self._positioned.clear()
         self.ready = False
 
@@ -142,7 +164,7 @@ class Hub:
 
     # -- subscriptions ------------------------------------------------------------------------
 
-    def subscribe(self, topics: Iterable[str]) -> Subscription:
+    def subscribe(self, topics: Iterable[str], *, who: str | None = None) -> Subscription:
         """Register interest; from now on every event of ``topics`` the reader sees is queued.
 
         The reader is positioned before the first subscription exists, so an event committed after
@@ -157,23 +179,40 @@ class Hub:
                 retry_after=1,
             )
         self.start()
-        sub = Subscription(topics, self.max_queue)
+        sub = Subscription((), self.max_queue, who)
         self._subscriptions.add(sub)
-        for topic in sub.topics:
-            self._by_topic.setdefault(topic, set()).add(sub)
+        self.add_topics(sub, topics)
         return sub
+
+    def add_topics(self, sub: Subscription, topics: Iterable[str]) -> None:
+        """Queue events of ``topics`` for ``sub`` from now on (a WebSocket's later subscribe)."""
+        if sub not in self._subscriptions:
+            return
+        added = [t for t in topics if t not in sub.topics]
+        for topic in added:
+            sub.topics.add(topic)
+            self._by_topic.setdefault(topic, set()).add(sub)
+        if self.presence is not None and added:
+            self.presence.add(added, sub.connection_id, sub.who)
+
+    def remove_topics(self, sub: Subscription, topics: Iterable[str]) -> None:
+        removed = [t for t in topics if t in sub.topics]
+        for topic in removed:
+            sub.topics.discard(topic)
+            subs = self._by_topic.get(topic)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_topic[topic]
+        if self.presence is not None and removed:
+            self.presence.remove(removed, sub.connection_id, sub.who)
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Forget ``sub``; safe to call twice (from a generator's finally and a close hook)."""
         if sub not in self._subscriptions:
             return
         self._subscriptions.discard(sub)
-        for topic in sub.topics:
-            subs = self._by_topic.get(topic)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._by_topic[topic]
+        self.remove_topics(sub, list(sub.topics))
 
     @property
     def subscription_count(self) -> int:

@@ -8,13 +8,11 @@ raised as :class:`~realtime.errors.ClientError` and rendered in one place.
 from __future__ import annotations
 
 import logging
-import socket
-from typing import Any
 
-import gevent
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .access import TOKEN_COOKIE, TOKEN_QUERY, authorize_publish, authorize_subscribe
 from .auth import Grant, extract_token
 from .broker import IdempotencyConflict, ReplayCheck
 from .errors import (
@@ -22,14 +20,13 @@ from .errors import (
     BadRequest,
     BrokerError,
     ClientError,
-    Forbidden,
     PayloadTooLarge,
     Unavailable,
 )
 from .extension import RealtimeState, state
-from .hub import Subscription
 from .ids import parse_id
 from .publishing import parse_publish, validate_idempotency_key
+from .slowclient import cut_on_overflow, server_socket
 from .stream import StreamPlan, event_stream, topics_of
 from .topics import validate_topic
 
@@ -37,8 +34,6 @@ log = logging.getLogger(__name__)
 
 blueprint = Blueprint("realtime", __name__)
 
-TOKEN_COOKIE = "realtime_token"
-TOKEN_QUERY = "access_token"
 MAX_LAST_EVENT_ID = 256
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -98,30 +93,6 @@ def request_grant() -> Grant | None:
     return _rt().verifier.verify(token)
 
 
-def authorize_subscribe(topics: tuple[str, ...], grant: Grant | None) -> None:
-    public = _rt().settings.public_topics
-    for topic in topics:
-        if public and public.matches(topic):
-            continue
-        if grant is None:
-            raise AuthError(
-                f"Topic {topic!r} is not public: send a token (Authorization: Bearer, the "
-                f"{TOKEN_COOKIE} cookie, or ?{TOKEN_QUERY}=).",
-                code="missing_token",
-            )
-        if not grant.can_subscribe(topic):
-            raise Forbidden(f"Your token does not allow subscribing to {topic!r}.")
-
-
-def authorize_publish(topics: list[str], grant: Grant | None) -> Grant:
-    if grant is None:
-        raise AuthError("Publishing needs a token with publish rights.", code="missing_token")
-    for topic in topics:
-        if not grant.can_publish(topic):
-            raise Forbidden(f"Your token does not allow publishing to {topic!r}.")
-    return grant
-
-
 # -- /events -------------------------------------------------------------------------------------
 
 
@@ -155,39 +126,17 @@ def requested_last_id() -> str | None:
     return value
 
 
-def _socket_cutter(sub: Subscription, environ: dict[str, Any], grace_s: float) -> None:
-    """When ``sub`` overflows, give its stream ``grace_s`` to flush ``overflow`` and end; if it
-    is still blocked writing to a client that stopped reading, shut the socket down so the
-    worker frees it now instead of when TCP gives up."""
-    sock = environ.get("gunicorn.socket")
-    if not isinstance(sock, socket.socket):
-        return
-
-    def cut() -> None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def on_close(reason: str) -> None:
-        if reason != "overflow":
-            return
-        timer = gevent.spawn_later(grace_s, cut)
-        environ["realtime.cut_timer"] = timer
-
-    sub.on_close = on_close
-
-
 @blueprint.get("/events")
 def events() -> Response:
     rt = _rt()
     topics = requested_topics()
-    authorize_subscribe(topics, request_grant())
+    grant = request_grant()
+    authorize_subscribe(topics, grant, rt.settings.public_topics)
     last_id = requested_last_id()
     parsed = parse_id(last_id) if last_id is not None else None
     envelope = request.args.get("envelope", "") in ("1", "true", "json")
 
-    sub = rt.hub.subscribe(topics)
+    sub = rt.hub.subscribe(topics, who=grant.subject if grant is not None else None)
     try:
         if last_id is None:
             check = rt.broker.check_replay(topics, None, 0)
@@ -209,14 +158,11 @@ def events() -> Response:
         max_age_s=settings.max_connection_age_s,
         envelope=envelope,
     )
-    _socket_cutter(sub, request.environ, settings.overflow_grace_s)
-    environ = request.environ
+    disarm = cut_on_overflow(sub, server_socket(request.environ), settings.overflow_grace_s)
 
     def release() -> None:
         rt.hub.unsubscribe(sub)
-        timer = environ.pop("realtime.cut_timer", None)
-        if timer is not None:
-            timer.kill(block=False)
+        disarm()
 
     response = Response(
         event_stream(rt.hub, rt.broker, sub, plan),
@@ -262,6 +208,30 @@ def publish() -> tuple[Response, int]:
     if published.duplicate:
         body.headers["Idempotent-Replayed"] = "true"
     return body, 201
+
+
+# -- /presence -----------------------------------------------------------------------------------
+
+
+@blueprint.get("/presence")
+def presence() -> Response:
+    """Who follows a topic across every worker and host; needs the right to subscribe to it."""
+    rt = _rt()
+    topic = validate_topic(request.args.get("topic"))
+    authorize_subscribe([topic], request_grant(), rt.settings.public_topics)
+    if rt.hub.presence is None:
+        raise BadRequest("Presence is off (REALTIME_PRESENCE_TTL_S=0).", code="presence_off")
+    present, connections = rt.hub.presence.present(topic)
+    return jsonify(topic=topic, present=present, connections=connections)
+
+
+# -- pages ---------------------------------------------------------------------------------------
+
+
+@blueprint.get("/")
+def index() -> Response:
+    """The demo page (``realtime/static/index.html``), built on ``/static/realtime.js``."""
+    return current_app.send_static_file("index.html")
 
 
 # -- health --------------------------------------------------------------------------------------

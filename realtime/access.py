@@ -1,0 +1,37 @@
+"""Who may follow or publish to which topic: one rule for SSE, WebSocket and presence. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .auth import Grant
+from .errors import AuthError, Forbidden
+from .topics import PatternSet
+
+TOKEN_COOKIE = "realtime_token"
+TOKEN_QUERY = "access_token"
+
+
+def authorize_subscribe(topics: Iterable[str], grant: Grant | None, public: PatternSet) -> None:
+    """Public topics need no token; any other needs one whose subscribe patterns match (401/403)."""
+    for topic in topics:
+        if public and public.matches(topic):
+            continue
+        if grant is None:
+            raise AuthError(
+                f"Topic {topic!r} is not public: send a token (Authorization: Bearer, the "
+                f"{TOKEN_COOKIE} cookie, or ?{TOKEN_QUERY}=).",
+                code="missing_token",
+            )
+        if not grant.can_subscribe(topic):
+            raise Forbidden(f"Your token does not allow subscribing to {topic!r}.")
+
+
+def authorize_publish(topics: Iterable[str], grant: Grant | None) -> Grant:
+    """Publishing always needs a token whose publish patterns match every topic."""
+    if grant is None:
+        raise AuthError("Publishing needs a token with publish rights.", code="missing_token")
+    for topic in topics:
+        if not grant.can_publish(topic):
+            raise Forbidden(f"Your token does not allow publishing to {topic!r}.")
+    return grant

@@ -1,0 +1,432 @@
+"""``GET /ws``: the WebSocket side, on the same hub, broker, auth and replay as SSE.
+
+One :class:`WebSocketSession` per connection. Two greenlets share it: the request's own greenlet
+reads client messages, and a sender greenlet is the *only* writer: it sends queued frames, runs
+replays, and forwards live events from the connection's hub subscription. Keeping every write
+in one greenlet makes per-topic ordering and the replay/live seam the same argument as for SSE:
+a subscribe registers its topics with the hub *before* the replay check reads the head, and the
+sender skips live events at or below each topic's cursor.
+
+simple-websocket writes with ``sock.send()`` from its own ping thread as well as from ours; a
+partial send or two frames interleaved would corrupt the stream, so the socket it is given is
+wrapped to send whole buffers under one lock (:class:`SerializedSocket`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+import gevent.lock
+from flask import Blueprint, Flask, Response, current_app, request
+from flask_sock import Sock
+from simple_websocket import ConnectionClosed
+
+from .access import TOKEN_COOKIE, TOKEN_QUERY, authorize_publish, authorize_subscribe
+from .auth import Grant, extract_token
+from .broker import HistoryLost, IdempotencyConflict, ReplayCheck
+from .envelope import EnvelopeError, Message, Req, encode, error_frame, parse_message
+from .errors import BadRequest, BrokerError, ClientError, Forbidden, Unavailable
+from .extension import RealtimeState, state
+from .hub import OVERFLOW, RESYNC, SHUTDOWN, Subscription
+from .ids import format_id, parse_id
+from .publishing import draft, validate_idempotency_key
+from .slowclient import cut_on_overflow, server_socket
+
+log = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_RESTART = 1012
+CLOSE_TRY_LATER = 1013
+RECEIVE_POLL_S = 1.0
+# Why the hub closed a subscription -> the close code that tells the client what to do.
+CLOSE_CODES = {OVERFLOW: CLOSE_TRY_LATER, RESYNC: CLOSE_RESTART, SHUTDOWN: CLOSE_RESTART}
+
+ws_blueprint = Blueprint("realtime_ws", __name__)
+sock = Sock()
+
+
+class SerializedSocket:
+    """A socket whose ``send`` writes the whole buffer, one caller at a time."""
+
+    def __init__(self, raw: socket.socket) -> None:
+        self._raw = raw
+        self._lock = gevent.lock.Semaphore()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._raw.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
+    """Cross-site WebSocket hijacking guard: a browser's ``Origin`` must be listed, or, with no
+    list, be this server itself. Non-browser clients send no ``Origin`` and are let through (they
+    could forge one anyway); the token is what authenticates them."""
+    if origin is None:
+        return True
+    origin = origin.rstrip("/")
+    if allowed:
+        return "*" in allowed or origin in allowed
+    return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
+
+
+@ws_blueprint.before_request
+def _guard() -> Response | None:
+    """Refuse a foreign ``Origin`` with 403 before the handshake; serialize socket writes."""
+    rt = state(current_app)
+    if not origin_allowed(
+        request.headers.get("Origin"), request.headers.get("Host"), rt.settings.allowed_origins
+    ):
+        from .web import error_response
+
+        return error_response(
+            Forbidden(
+                "This Origin may not open a WebSocket here (REALTIME_ALLOWED_ORIGINS).",
+                code="origin_not_allowed",
+            )
+        )
+    raw = server_socket(request.environ)
+    if raw is not None:
+        request.environ["realtime.raw_socket"] = raw
+        request.environ["gunicorn.socket"] = SerializedSocket(raw)
+    return None
+
+
+@sock.route("/ws", bp=ws_blueprint)  # type: ignore[untyped-decorator]
+def websocket(ws: Any) -> None:
+    WebSocketSession(ws, state(current_app), request.environ).run()
+
+
+def register_websocket(app: Flask, settings_ping_s: float, max_message: int) -> None:
+    app.config.setdefault(
+        "SOCK_SERVER_OPTIONS", {"ping_interval": settings_ping_s, "max_message_size": max_message}
+    )
+    app.register_blueprint(ws_blueprint)
+
+
+class TokenBucket:
+    """``rate`` messages a second with bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.clock = clock
+        self.stamp = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class _Close(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class WebSocketSession:
+    """One WebSocket connection: authentication, requests, replay and live delivery."""
+
+    def __init__(self, ws: Any, rt: RealtimeState, environ: dict[str, Any]) -> None:
+        self.ws = ws
+        self.rt = rt
+        self.settings = rt.settings
+        self.environ = environ
+        self.grant: Grant | None = None
+        self.token_error: ClientError | None = None
+        self.sub: Subscription | None = None
+        self.cursors: dict[str, int] = {}
+        self.epoch = ""
+        self.outbox: deque[tuple[str, Any]] = deque()
+        self.closing: tuple[int, str] | None = None
+        self.bucket = TokenBucket(self.settings.ws_rate, self.settings.ws_burst)
+        self.refused = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._authenticate_from_request()
+        except ClientError as exc:
+            self._send_now(error_frame(exc))
+            self._close(CLOSE_POLICY, exc.message)
+            return
+        who = self.grant.subject if self.grant is not None else None
+        try:
+            self.sub = self.rt.hub.subscribe((), who=who)
+        except ClientError as exc:
+            self._send_now(error_frame(exc))
+            self._close(CLOSE_TRY_LATER if exc.status == 429 else CLOSE_RESTART, exc.message)
+            return
+        sub = self.sub
+        disarm = cut_on_overflow(
+            sub, self.environ.get("realtime.raw_socket"), self.settings.overflow_grace_s
+        )
+        self._send_now(
+            encode(
+                "welcome",
+                connection_id=sub.connection_id,
+                heartbeat_s=self.settings.ws_ping_s,
+                authenticated=self.grant is not None,
+            )
+        )
+        sender = gevent.spawn(self._sender)
+        try:
+            self._receiver(sender)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.closing is not None:
+                sender.join(timeout=1.0)  # let it send the queued close
+            self.rt.hub.unsubscribe(sub)
+            disarm()
+            sender.kill(block=True, timeout=2)
+        if self.closing is not None and self.ws.connected:
+            self._close(*self.closing)
+
+    def _close(self, code: int, reason: str) -> None:
+        try:
+            self.ws.close(reason=code, message=reason[:120])
+        except (ConnectionClosed, OSError):
+            pass
+
+    def _send_now(self, frame: str) -> None:
+        self.ws.send(frame)
+
+    def _queue(self, kind: str, value: Any) -> None:
+        self.outbox.append((kind, value))
+        if self.sub is not None:
+            self.sub.wakeup.set()
+
+    def _reply_error(self, err: ClientError, req: Req) -> None:
+        self._queue("frame", error_frame(err, req))
+
+    # -- authentication -----------------------------------------------------------------------
+
+    def _authenticate_from_request(self) -> None:
+        token = extract_token(
+            authorization=self.environ.get("HTTP_AUTHORIZATION"),
+            cookie=request.cookies.get(TOKEN_COOKIE),
+            query=request.args.get(TOKEN_QUERY),
+        )
+        if token is not None:
+            self.grant = self.rt.verifier.verify(token)
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def _receiver(self, sender: gevent.Greenlet) -> None:
+        deadline = None
+        if self.grant is None:
+            deadline = time.monotonic() + self.settings.ws_auth_timeout_s
+        while self.closing is None and not sender.dead:
+            raw = self.ws.receive(timeout=RECEIVE_POLL_S)
+            if raw is None:
+                if not self.ws.connected:
+                    return
+                if deadline is not None and time.monotonic() > deadline and not self.cursors:
+                    self.closing = (CLOSE_POLICY, "No token was given in time.")
+                    self._queue("close", self.closing)
+                    return
+                continue
+            if not self.bucket.take():
+                self.refused += 1
+                if self.refused > self.settings.ws_burst:
+                    self.closing = (CLOSE_POLICY, "Message rate limit exceeded.")
+                    self._queue("close", self.closing)
+                    return
+                self._reply_error(
+                    ClientError(
+                        f"Over {self.settings.ws_rate:g} messages per second; slow down.",
+                        code="rate_limited",
+                        status=429,
+                    ),
+                    None,
+                )
+                continue
+            self.refused = 0
+            try:
+                message = parse_message(raw, max_topics=self.settings.max_topics)
+                self._handle(message)
+                if message.type in ("auth", "subscribe"):
+                    deadline = None if self.grant is not None or self.cursors else deadline
+            except EnvelopeError as exc:
+                self._reply_error(exc, exc.req)
+            except _Close as exc:
+                self.closing = (exc.code, exc.reason)
+                self._queue("close", self.closing)
+                return
+
+    def _handle(self, message: Message) -> None:
+        req = message.req
+        try:
+            if message.type == "auth":
+                self._auth(message)
+            elif message.type == "subscribe":
+                self._subscribe(message)
+            elif message.type == "unsubscribe":
+                assert self.sub is not None
+                self.rt.hub.remove_topics(self.sub, message.topics)
+                self._queue("unsubscribe", (message.topics, req))
+            elif message.type == "publish":
+                self._publish(message)
+            elif message.type == "presence":
+                self._presence(message)
+            else:  # ping
+                self._queue("frame", encode("ack", req=req))
+        except EnvelopeError:
+            raise
+        except ClientError as exc:
+            self._reply_error(exc, req)
+        except BrokerError as exc:
+            log.warning("Redis failed during a WebSocket request: %s", exc)
+            self._reply_error(
+                Unavailable("Redis is unreachable; retry shortly.", code="redis_unavailable"), req
+            )
+
+    def _auth(self, message: Message) -> None:
+        try:
+            self.grant = self.rt.verifier.verify(message.body["token"])
+        except ClientError as exc:
+            self._reply_error(exc, message.req)
+            raise _Close(CLOSE_POLICY, exc.message) from None
+        self._queue("frame", encode("ack", req=message.req, sub=self.grant.subject))
+
+    def _subscribe(self, message: Message) -> None:
+        sub = self.sub
+        assert sub is not None
+        topics = [t for t in message.topics if t not in sub.topics]
+        if len(sub.topics) + len(topics) > self.settings.max_topics:
+            raise BadRequest(
+                f"A connection may follow at most {self.settings.max_topics} topics "
+                "(REALTIME_MAX_TOPICS).",
+                code="too_many_topics",
+            )
+        authorize_subscribe(topics, self.grant, self.settings.public_topics)
+        last_id = message.body.get("last_id")
+        parsed = parse_id(last_id) if last_id else None
+        self.rt.hub.add_topics(sub, topics)  # before the check: the seam argument needs it
+        try:
+            if last_id is None:
+                check = self.rt.broker.check_replay(topics, None, 0)
+            elif parsed is None:
+                fresh = self.rt.broker.check_replay(topics, None, 0)
+                check = ReplayCheck("unknown_id", fresh.epoch, fresh.head)
+            else:
+                check = self.rt.broker.check_replay(topics, parsed.epoch, parsed.seq)
+        except BaseException:
+            self.rt.hub.remove_topics(sub, topics)
+            raise
+        after = parsed.seq if parsed is not None else 0
+        self._queue("subscribe", (message.topics, topics, check, after, message.req))
+
+    def _publish(self, message: Message) -> None:
+        body = dict(message.body)
+        key = validate_idempotency_key(body.pop("idempotency_key", None))
+        event = draft(body, self.settings.max_payload, "publish")
+        grant = authorize_publish([event.topic], self.grant)
+        scoped = f"{grant.subject or ''}\n{key}" if key else None
+        try:
+            published = self.rt.broker.publish([event], idempotency=scoped)
+        except IdempotencyConflict:
+            raise BadRequest(
+                "This idempotency_key was already used for a different event.",
+                code="idempotency_key_reused",
+            ) from None
+        self._queue("frame", encode("ack", req=message.req, id=published.ids[0]))
+
+    def _presence(self, message: Message) -> None:
+        topic = message.body["topic"]
+        authorize_subscribe([topic], self.grant, self.settings.public_topics)
+        presence = self.rt.hub.presence
+        if presence is None:
+            raise BadRequest("Presence is off (REALTIME_PRESENCE_TTL_S=0).", code="presence_off")
+        present, connections = presence.present(topic)
+        self._queue(
+            "frame",
+            encode("ack", req=message.req, topic=topic, present=present, connections=connections),
+        )
+
+    # -- sending (the only writer) ------------------------------------------------------------
+
+    def _sender(self) -> None:
+        sub = self.sub
+        assert sub is not None
+        try:
+            while True:
+                sub.wait(None)
+                while self.outbox:
+                    kind, value = self.outbox.popleft()
+                    if kind == "close":
+                        code, reason = value
+                        self._close(code, reason)
+                        return
+                    self._send_command(kind, value)
+                self._send_live(sub.drain())
+                if sub.closed_reason is not None:
+                    code = CLOSE_CODES.get(sub.closed_reason, CLOSE_INTERNAL)
+                    raise _Close(code, sub.closed_reason)
+        except _Close as exc:
+            self.closing = (exc.code, exc.reason)
+            self._close(exc.code, exc.reason)
+        except (ConnectionClosed, OSError):
+            self.closing = self.closing or (CLOSE_GOING_AWAY, "connection lost")
+
+    def _send_command(self, kind: str, value: Any) -> None:
+        if kind == "frame":
+            self.ws.send(value)
+        elif kind == "subscribe":
+            self._run_subscribe(*value)
+        elif kind == "unsubscribe":
+            topics, req = value
+            for topic in topics:
+                self.cursors.pop(topic, None)
+            self.ws.send(encode("ack", req=req, topics=topics))
+
+    def _run_subscribe(
+        self, asked: list[str], new: list[str], check: ReplayCheck, after: int, req: Req
+    ) -> None:
+        self.epoch = check.epoch
+        head_id = format_id(check.epoch, check.head)
+        if new and check.status == "ok" and after < check.head:
+            try:
+                for event in self.rt.broker.replay(new, check.epoch, after, check.head):
+                    self.ws.send(event.ws_frame())
+            except (HistoryLost, BrokerError) as exc:
+                # History vanished mid-replay: close so the resubscribe gets an exact reset.
+                log.info("WebSocket replay interrupted (%s); asking the client to resume", exc)
+                raise _Close(CLOSE_RESTART, "Replay interrupted; resume.") from None
+        elif new and check.status not in ("ok", "fresh"):
+            self.ws.send(encode("reset", req=req, topics=new, reason=check.status, last_id=head_id))
+        for topic in new:
+            self.cursors[topic] = check.head
+        self.ws.send(encode("ack", req=req, topics=asked, last_id=head_id))
+
+    def _send_live(self, events: list[Any]) -> None:
+        cursors = self.cursors
+        for event in events:
+            cursor = cursors.get(event.topic)
+            if cursor is None or event.seq <= cursor:
+                continue  # not (yet) subscribed, or already sent by the replay
+            cursors[event.topic] = event.seq
+            self.ws.send(event.ws_frame())

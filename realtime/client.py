@@ -664,18 +664,19 @@ class _EventStream:
         self, target: Target, path: str, headers: Mapping[str, str], timeout: float
     ) -> None:
         self.timeout = timeout
-        sock = socket.create_connection((target.host, target.port), timeout=timeout)
-        if target.https:
-            try:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
-            except BaseException:
-                sock.close()
-                raise
-        self.sock = sock
         self._buffer = b""
         lines = [f"GET {path} HTTP/1.1", f"Host: {target.netloc}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+        sock = socket.create_connection((target.host, target.port), timeout=timeout)
+        try:
+            if target.https:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
+            sock.sendall(request)
+        except BaseException:
+            sock.close()  # the caller's `with` never started: nobody else would close it
+            raise
+        self.sock = sock
 
     def __enter__(self) -> _EventStream:
         return self

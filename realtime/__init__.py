@@ -1,16 +1,19 @@
 """realtime: SSE-first notifications for Flask, on gevent and Redis Streams.
 
 ``create_app()`` builds the service; :class:`Realtime` is the extension for an existing app.
+Both are imported lazily, so ``realtime.client`` and the CLI start without loading Flask,
+gevent and redis-py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from .extension import Realtime
+    from .extension import Realtime
 
 __all__ = ["Realtime", "create_app"]
 __version__ = "0.1.0"
@@ -18,8 +21,20 @@ __version__ = "0.1.0"
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The realtime service as a Flask app; ``config`` overrides the ``REALTIME_*`` environment."""
+    from flask import Flask
+
+    from .extension import Realtime
+
     app = Flask(__name__)
     if config:
         app.config.update(config)
     Realtime(app)
     return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Realtime":
+        from .extension import Realtime
+
+        return Realtime
+    raise AttributeError(f"module 'realtime' has no attribute {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from hashlib import sha256
 
 from .auth import Grant
 from .errors import AuthError, Forbidden
@@ -35,3 +36,11 @@ def authorize_publish(topics: Iterable[str], grant: Grant | None) -> Grant:
         if not grant.can_publish(topic):
             raise Forbidden(f"Your token does not allow publishing to {topic!r}.")
     return grant
+
+
+def idempotency_scope(grant: Grant, token: str, key: str) -> str:
+    """The ``Idempotency-Key`` as stored: scoped to its publisher, so two publishers choosing the
+    same key (a date, a job name) never collide. Tokens without ``sub`` are scoped by a digest
+    of the token itself, which a retry sends again unchanged."""
+    who = f"sub:{grant.subject}" if grant.subject else "token:" + sha256(token.encode()).hexdigest()
+    return f"{who}\n{key}"

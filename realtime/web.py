@@ -8,11 +8,18 @@ raised as :class:`~realtime.errors.ClientError` and rendered in one place.
 from __future__ import annotations
 
 import logging
+import random
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .access import TOKEN_COOKIE, TOKEN_QUERY, authorize_publish, authorize_subscribe
+from .access import (
+    TOKEN_COOKIE,
+    TOKEN_QUERY,
+    authorize_publish,
+    authorize_subscribe,
+    idempotency_scope,
+)
 from .auth import Grant, extract_token
 from .broker import IdempotencyConflict, ReplayCheck
 from .errors import (
@@ -27,7 +34,8 @@ from .extension import RealtimeState, state
 from .ids import parse_id
 from .publishing import parse_publish, validate_idempotency_key
 from .slowclient import cut_on_overflow, server_socket
-from .stream import StreamPlan, event_stream, topics_of
+from .sse import encode_retry
+from .stream import StreamPlan, control_event, event_stream, topics_of
 from .topics import validate_topic
 
 log = logging.getLogger(__name__)
@@ -81,13 +89,17 @@ def register_error_handlers(app: Flask) -> None:
 # -- auth ----------------------------------------------------------------------------------------
 
 
-def request_grant() -> Grant | None:
-    """The caller's grant, ``None`` when no token was given; a bad token raises 401."""
-    token = extract_token(
+def request_token() -> str | None:
+    return extract_token(
         authorization=request.headers.get("Authorization"),
         cookie=request.cookies.get(TOKEN_COOKIE),
         query=request.args.get(TOKEN_QUERY),
     )
+
+
+def request_grant() -> Grant | None:
+    """The caller's grant, ``None`` when no token was given; a bad token raises 401."""
+    token = request_token()
     if token is None:
         return None
     return _rt().verifier.verify(token)
@@ -126,9 +138,23 @@ def requested_last_id() -> str | None:
     return value
 
 
+def draining_stream() -> Response:
+    """What a stopping worker answers on ``/events``: 200, a short random ``retry:`` and
+    ``event: shutdown``. A 503 would be final for a browser's ``EventSource``, which never
+    retries after an HTTP error; this way it reconnects, on a new connection, elsewhere."""
+    body = encode_retry(random.randint(250, 1500)) + control_event(
+        "shutdown", {"reason": "draining"}
+    )
+    response = Response(body, status=200, mimetype="text/event-stream", headers=SSE_HEADERS)
+    response.content_type = "text/event-stream; charset=utf-8"
+    return response
+
+
 @blueprint.get("/events")
 def events() -> Response:
     rt = _rt()
+    if rt.hub.draining:
+        return draining_stream()
     topics = requested_topics()
     grant = request_grant()
     authorize_subscribe(topics, grant, rt.settings.public_topics)
@@ -196,7 +222,9 @@ def publish() -> tuple[Response, int]:
         max_batch=settings.max_batch,
     )
     authorize_publish([d.topic for d in drafts], grant)
-    scoped = f"{grant.subject or ''}\n{idempotency}" if idempotency else None
+    token = request_token()
+    assert token is not None  # a grant came from it
+    scoped = idempotency_scope(grant, token, idempotency) if idempotency else None
     try:
         published = rt.broker.publish(drafts, idempotency=scoped)
     except IdempotencyConflict:

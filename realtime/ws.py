@@ -28,7 +28,13 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from .access import TOKEN_COOKIE, TOKEN_QUERY, authorize_publish, authorize_subscribe
+from .access import (
+    TOKEN_COOKIE,
+    TOKEN_QUERY,
+    authorize_publish,
+    authorize_subscribe,
+    idempotency_scope,
+)
 from .auth import Grant, extract_token
 from .broker import HistoryLost, IdempotencyConflict, ReplayCheck
 from .envelope import EnvelopeError, Message, Req, encode, error_frame, parse_message
@@ -49,6 +55,7 @@ CLOSE_INTERNAL = 1011
 CLOSE_RESTART = 1012
 CLOSE_TRY_LATER = 1013
 RECEIVE_POLL_S = 1.0
+CLOSE_WAIT_S = 2.0
 # Why the hub closed a subscription -> the close code that tells the client what to do.
 CLOSE_CODES = {OVERFLOW: CLOSE_TRY_LATER, RESYNC: CLOSE_RESTART, SHUTDOWN: CLOSE_RESTART}
 
@@ -154,6 +161,7 @@ class WebSocketSession:
         self.settings = rt.settings
         self.environ = environ
         self.grant: Grant | None = None
+        self.token: str | None = None
         self.token_error: ClientError | None = None
         self.sub: Subscription | None = None
         self.cursors: dict[str, int] = {}
@@ -206,10 +214,16 @@ class WebSocketSession:
             self._close(*self.closing)
 
     def _close(self, code: int, reason: str) -> None:
+        """Send a close frame, then wait (briefly) for the peer's reply before the server drops
+        the TCP connection: closing with the reply unread makes the kernel send a reset, which
+        can destroy our last frames in the client's buffer before it reads them."""
         try:
             self.ws.close(reason=code, message=reason[:120])
         except (ConnectionClosed, OSError):
             pass
+        thread = getattr(self.ws, "thread", None)
+        if thread is not None and thread is not gevent.getcurrent():
+            thread.join(timeout=CLOSE_WAIT_S)
 
     def _send_now(self, frame: str) -> None:
         self.ws.send(frame)
@@ -232,6 +246,7 @@ class WebSocketSession:
         )
         if token is not None:
             self.grant = self.rt.verifier.verify(token)
+            self.token = token
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -307,6 +322,7 @@ class WebSocketSession:
     def _auth(self, message: Message) -> None:
         try:
             self.grant = self.rt.verifier.verify(message.body["token"])
+            self.token = message.body["token"]
         except ClientError as exc:
             self._reply_error(exc, message.req)
             raise _Close(CLOSE_POLICY, exc.message) from None
@@ -345,7 +361,7 @@ class WebSocketSession:
         key = validate_idempotency_key(body.pop("idempotency_key", None))
         event = draft(body, self.settings.max_payload, "publish")
         grant = authorize_publish([event.topic], self.grant)
-        scoped = f"{grant.subject or ''}\n{key}" if key else None
+        scoped = idempotency_scope(grant, self.token or "", key) if key else None
         try:
             published = self.rt.broker.publish([event], idempotency=scoped)
         except IdempotencyConflict:

@@ -111,12 +111,16 @@ WHOLE_NUMBERS = (
     ("REALTIME_MAX_CONNECTIONS", ("0",)),
     ("REALTIME_IDEMPOTENCY_TTL_S", ("0",)),
     ("REALTIME_REDIS_POOL_SIZE", ("0", "1001")),
+    ("REALTIME_WS_BURST", ("0",)),
 )
 SECONDS = (
     ("REALTIME_HEARTBEAT_S", ("0", "0.04")),
     ("REALTIME_WS_PING_S", ("0", "0.09")),
     ("REALTIME_MAX_CONNECTION_AGE_S", ("0.5", "0.999")),  # 0 disables; below 1 otherwise is not
     ("REALTIME_OVERFLOW_GRACE_S", ("0", "0.009")),
+    ("REALTIME_PRESENCE_TTL_S", ("0.5",)),  # 0 disables presence; below 1 otherwise is not
+    ("REALTIME_WS_AUTH_TIMEOUT_S", ("0", "0.09")),
+    ("REALTIME_WS_RATE", ("0", "0.09")),
 )
 WHOLE_NUMBER_GARBAGE = ("abc", "", "  ", "1.5", "1e3", "12 events", "0x10", "9" * 5000)
 SECONDS_GARBAGE = ("abc", "", "  ", "15s", "nan", "inf", "-inf", "1e400", "1,5")
@@ -157,6 +161,10 @@ def test_numeric_variable_rejects_garbage_negatives_and_out_of_range_naming_it(
         ("REALTIME_OVERFLOW_GRACE_S", "0.01", 0.01),
         ("REALTIME_MAX_CONNECTION_AGE_S", "1", 1.0),
         ("REALTIME_MAX_CONNECTION_AGE_S", "3600", 3600.0),
+        ("REALTIME_PRESENCE_TTL_S", "0", 0.0),
+        ("REALTIME_PRESENCE_TTL_S", "1", 1.0),
+        ("REALTIME_WS_RATE", "0.1", 0.1),
+        ("REALTIME_WS_BURST", "1", 1),
     ],
 )
 def test_numeric_variable_accepts_its_bounds(name: str, raw: str, expected: float) -> None:

@@ -15,6 +15,7 @@ from sse_client import InProcessStream
 
 from realtime.broker import TRIMMED_KEY
 from realtime.extension import state
+from realtime.sse import EventStreamParser
 
 TOKEN = make_token()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -334,3 +335,17 @@ def test_streams_older_than_max_connection_age_end_with_a_short_retry(app_factor
             stream.parser.feed(chunk)
     assert chunks[-1].endswith(b": max_age\n\n")
     assert stream.parser.retry_ms is not None and stream.parser.retry_ms <= 1500
+
+
+def test_a_draining_worker_answers_200_with_shutdown_so_eventsource_reconnects(app: Any) -> None:
+    state(app).hub.stop(draining=True)
+    response = app.test_client().get("/events?topic=a", headers=AUTH)
+    assert response.status_code == 200  # a 503 would end a browser's EventSource for good
+    parser = EventStreamParser()
+    [event] = parser.feed(response.get_data())
+    assert event.type == "shutdown" and parser.retry_ms is not None and parser.retry_ms <= 1500
+    assert ready_status(app) == 503
+
+
+def ready_status(app: Any) -> int:
+    return int(app.test_client().get("/readyz").status_code)

@@ -179,6 +179,58 @@ class Gunicorn:
                 self.process.kill()
                 self.process.wait()
 
+    def restarted(self) -> "Gunicorn":
+        """The same server started again, on its port with its environment (clients reconnect
+        to the address they know, a browser only to the origin it loaded its page from)."""
+        assert self.process.poll() is not None, "stop the server before restarting it"
+        log_path = self.log_path.with_name(f"{self.log_path.stem}-again.log")
+        return spawn_gunicorn(self.port, self.env, log_path)
+
+
+def gunicorn_env(
+    redis_url: str | None, port: int, workers: int, data_dir: Path, extra: dict[str, str] | None
+) -> dict[str, str]:
+    """This process's environment minus any REALTIME_* setting, plus the test server's."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("REALTIME_") or k == "REALTIME_REQUIRE_INTEGRATION"
+    }
+    env.update(
+        {
+            "REALTIME_BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": str(workers),
+            "REALTIME_JWT_SECRET": SECRET,
+            "REALTIME_DATA_DIR": str(data_dir),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    if redis_url is not None:
+        env["REALTIME_REDIS_URL"] = redis_url
+    env.update(extra or {})
+    return env
+
+
+def spawn_gunicorn(port: int, env: dict[str, str], log_path: Path, cwd: Path = ROOT) -> Gunicorn:
+    """Start gunicorn and wait until it answers /healthz (its log in the error if it never does)."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
+            cwd=cwd,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    server = Gunicorn(port, process, log_path, env)
+    try:
+        wait_http(server.url + "/healthz", process=process)
+    except RuntimeError as exc:
+        server.stop(signal.SIGQUIT)
+        raise RuntimeError(f"{exc}\n--- gunicorn log ---\n{server.log()}") from None
+    return server
+
 
 def wait_http(
     url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None
@@ -198,52 +250,25 @@ def wait_http(
 
 @pytest.fixture
 def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    """Starts gunicorn servers for a test; every one still running at the end is stopped with
+    SIGQUIT (immediate: teardown needs no graceful drain, which costs a second a server)."""
     started: list[Gunicorn] = []
 
     def start(
-        redis_url: str | None, workers: int = 2, env: dict[str, str] | None = None, **kw: Any
+        redis_url: str | None,
+        workers: int = 2,
+        env: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> Gunicorn:
-        port = free_port()
-        full_env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("REALTIME_") or k == "REALTIME_REQUIRE_INTEGRATION"
-        }
-        full_env.update(
-            {
-                "REALTIME_BIND": f"127.0.0.1:{port}",
-                "WEB_CONCURRENCY": str(workers),
-                "REALTIME_JWT_SECRET": SECRET,
-                "REALTIME_DATA_DIR": str(tmp_path / f"var-{port}"),
-                "PYTHONPATH": str(ROOT),
-            }
-        )
-        if redis_url is not None:
-            full_env["REALTIME_REDIS_URL"] = redis_url
-        full_env.update(env or {})
-        log_path = tmp_path / f"gunicorn-{port}.log"
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
-                cwd=kw.get("cwd", ROOT),
-                env=full_env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        server = Gunicorn(port, process, log_path, full_env)
+        port = port or free_port()
+        full_env = gunicorn_env(redis_url, port, workers, tmp_path / f"var-{port}", env)
+        server = spawn_gunicorn(port, full_env, tmp_path / f"gunicorn-{port}.log")
         started.append(server)
-        try:
-            wait_http(server.url + "/healthz", process=process)
-        except RuntimeError as exc:
-            server.stop()
-            raise RuntimeError(f"{exc}\n--- gunicorn log ---\n{server.log()}") from None
         return server
 
     yield start
     for server in started:
-        server.stop()
+        server.stop(signal.SIGQUIT)
 
 
 @pytest.fixture(scope="session")

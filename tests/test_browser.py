@@ -14,15 +14,14 @@ with the server's error codes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import signal
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REQUIRE_INTEGRATION, ROOT, Gunicorn, make_token, require_binary, wait_http
+from conftest import REQUIRE_INTEGRATION, Gunicorn, make_token, require_binary
 
 from realtime.redis_server import free_port
 
@@ -79,35 +78,18 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
 
 @pytest.fixture
 def restart() -> Iterator[Callable[[Gunicorn], Gunicorn]]:
-    """Start a stopped server again on its port with its environment (the factory always picks
-    a new port, and a browser resumes only on the origin it loaded the page from)."""
+    """Start a stopped server again on its port (a browser resumes only on the origin it loaded
+    the page from); stops what it started when the test ends."""
     started: list[Gunicorn] = []
 
     def start(old: Gunicorn) -> Gunicorn:
-        assert old.process.poll() is not None, "stop the server before restarting it"
-        log_path = old.log_path.with_name(f"gunicorn-{old.port}-restarted-{len(started)}.log")
-        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-        with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
-                cwd=ROOT,
-                env=old.env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        server = Gunicorn(old.port, process, log_path, old.env)
+        server = old.restarted()
         started.append(server)
-        try:
-            wait_http(server.url + "/healthz", process=process)
-        except RuntimeError as exc:
-            server.stop()
-            raise RuntimeError(f"{exc}\n--- gunicorn log ---\n{server.log()}") from None
         return server
 
     yield start
     for server in started:
-        server.stop()
+        server.stop(signal.SIGQUIT)
 
 
 def publish(server: Gunicorn, first: int, count: int) -> list[tuple[str, str]]:

@@ -7,11 +7,8 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +22,7 @@ import gevent
 import gevent.server
 import pytest
 import redis
-from conftest import ROOT, SECRET, Gunicorn, make_token, wait_http
+from conftest import Gunicorn, gunicorn_env, make_token, spawn_gunicorn
 
 from realtime.broker import topic_key
 from realtime.client import (
@@ -63,43 +60,11 @@ def launch_gunicorn(
     workers: int = 1,
     env: dict[str, str] | None = None,
 ) -> Gunicorn:
-    """Real gunicorn as conftest's ``gunicorn_factory`` starts it, but on a port of our choosing
-    (a restart must come back where its clients reconnect) and without flushing Redis."""
+    """Real gunicorn as conftest's ``gunicorn_factory`` starts it, but without flushing Redis
+    (tests here share a server and use their own topics)."""
     port = port or free_port()
-    full_env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("REALTIME_") or k == "REALTIME_REQUIRE_INTEGRATION"
-    }
-    full_env.update(
-        {
-            "REALTIME_BIND": f"127.0.0.1:{port}",
-            "WEB_CONCURRENCY": str(workers),
-            "REALTIME_JWT_SECRET": SECRET,
-            "REALTIME_DATA_DIR": str(data_dir / "var"),
-            "REALTIME_REDIS_URL": redis_url,
-            "PYTHONPATH": str(ROOT),
-            **(env or {}),
-        }
-    )
-    log_path = data_dir / f"gunicorn-{port}-{time.monotonic_ns()}.log"
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    server = Gunicorn(port, process, log_path, full_env)
-    try:
-        wait_http(server.url + "/healthz", process=process)
-    except RuntimeError as exc:
-        server.stop(signal.SIGQUIT)
-        raise RuntimeError(f"{exc}\n--- gunicorn log ---\n{server.log()}") from None
-    return server
+    full_env = gunicorn_env(redis_url, port, workers, data_dir / "var", env)
+    return spawn_gunicorn(port, full_env, data_dir / f"gunicorn-{port}-{time.monotonic_ns()}.log")
 
 
 @pytest.fixture

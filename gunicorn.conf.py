@@ -6,14 +6,27 @@ no JWT key outside production it prints the development secret and a ready publi
 Every value can be overridden on the command line or by the environment variables below.
 """
 
+import glob
 import os
 import sys
+import tempfile
 
 # Patch before the hooks below import ssl (through PyJWT and redis), so the gevent worker's own
 # patching finds nothing unpatched (gevent's MonkeyPatchWarning; gevent issue 1016).
 from gevent import monkey
 
 monkey.patch_all()
+
+# Every worker writes its metrics to files here so /metrics on any worker adds up all of them.
+# It must be set before a worker imports prometheus_client; stale files from an earlier run
+# would be added in, so the directory is emptied at start.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    for stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(stale)
+    _own_metrics_dir = None
+else:
+    _own_metrics_dir = tempfile.mkdtemp(prefix="realtime-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
 
 bind = os.environ.get("REALTIME_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -73,6 +86,10 @@ def on_starting(server):
 def on_exit(server):
     if _embedded is not None:
         _embedded.stop()
+    if _own_metrics_dir is not None:
+        import shutil
+
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
 
 
 def post_worker_init(worker):
@@ -109,6 +126,13 @@ def post_worker_init(worker):
 
     signal.signal(signal.SIGTERM, handle_exit)
     signal.siginterrupt(signal.SIGTERM, False)
+
+
+def child_exit(server, worker):
+    """A dead worker's connections gauge must stop counting (prometheus multiprocess mode)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def worker_exit(server, worker):

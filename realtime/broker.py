@@ -31,6 +31,7 @@ from typing import Any, Literal
 import redis
 from redis.exceptions import RedisError, ResponseError
 
+from . import metrics
 from .errors import BrokerError
 from .events import Event
 from .ids import new_epoch
@@ -352,10 +353,12 @@ class Broker:
         ]
         for d in drafts:
             args += [d.topic, d.type, d.data]
+        started = time.perf_counter()
         try:
             result = self._publish(keys=keys, args=args)
         except RedisError as exc:
             raise BrokerError(f"Redis failed to store the event: {exc}") from exc
+        metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         status, epoch = _text(result[0]), _text(result[1])
         if status == "dup":
             stored_digest, first, count = _text(result[2]).split("|")
@@ -364,6 +367,7 @@ class Broker:
             start = int(first)
             return Published(epoch, tuple(range(start, start + int(count))), duplicate=True)
         first_seq = int(_text(result[2]))
+        metrics.PUBLISHED.inc(len(drafts))
         return Published(epoch, tuple(range(first_seq, first_seq + len(drafts))))
 
     # -- replay -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import gevent
 import gevent.event
 from gevent import Greenlet
 
+from . import metrics
 from .broker import Broker, FirehoseReader
 from .errors import BrokerError, TooManyRequests, Unavailable
 from .events import Event
@@ -52,10 +53,18 @@ class Subscription:
         "on_close",
         "connection_id",
         "who",
+        "transport",
     )
 
-    def __init__(self, topics: Iterable[str], max_queue: int, who: str | None = None) -> None:
+    def __init__(
+        self,
+        topics: Iterable[str],
+        max_queue: int,
+        who: str | None = None,
+        transport: str = "sse",
+    ) -> None:
         self.topics: set[str] = set(topics)
+        self.transport = transport
         self.connection_id = secrets.token_urlsafe(9)
         self.who = who or self.connection_id
         self.max_queue = max_queue
@@ -164,7 +173,9 @@ class Hub:
 
     # -- subscriptions ------------------------------------------------------------------------
 
-    def subscribe(self, topics: Iterable[str], *, who: str | None = None) -> Subscription:
+    def subscribe(
+        self, topics: Iterable[str], *, who: str | None = None, transport: str = "sse"
+    ) -> Subscription:
         """Register interest; from now on every event of ``topics`` the reader sees is queued.
 
         The reader is positioned before the first subscription exists, so an event committed after
@@ -179,8 +190,9 @@ class Hub:
                 retry_after=1,
             )
         self.start()
-        sub = Subscription((), self.max_queue, who)
+        sub = Subscription((), self.max_queue, who, transport)
         self._subscriptions.add(sub)
+        metrics.CONNECTIONS.labels(transport).inc()
         self.add_topics(sub, topics)
         return sub
 
@@ -212,6 +224,9 @@ class Hub:
         if sub not in self._subscriptions:
             return
         self._subscriptions.discard(sub)
+        metrics.CONNECTIONS.labels(sub.transport).dec()
+        if sub.closed_reason == OVERFLOW:
+            metrics.OVERFLOWS.labels(sub.transport).inc()
         self.remove_topics(sub, list(sub.topics))
 
     @property
@@ -245,6 +260,8 @@ class Hub:
                     reader.close()
                     reader = None
                     self.reconnects += 1
+                    metrics.READER_RECONNECTS.inc()
+                metrics.REDIS_ERRORS.labels("reader").inc()
                 self.ready = False
                 log.warning("event reader lost Redis (%s); retrying in %.2f s", exc, backoff)
                 gevent.sleep(backoff * (0.5 + random.random()))
@@ -301,6 +318,7 @@ class Hub:
 
     def _resync(self, why: str) -> None:
         self.resyncs += 1
+        metrics.READER_RESYNCS.inc()
         log.warning(
             "event reader lost continuity (%s): closing %d streams so they resume",
             why,

@@ -18,6 +18,7 @@ import gevent
 import gevent.event
 from gevent import Greenlet
 
+from . import metrics
 from .broker import Broker
 from .errors import BrokerError
 
@@ -102,6 +103,7 @@ class Presence:
                 self._flush(refresh_all)
             except BrokerError as exc:
                 log.warning("presence update failed (%s); retrying", exc)
+                metrics.REDIS_ERRORS.labels("presence").inc()
                 gevent.sleep(min(1.0, interval))
                 continue
             if refresh_all:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from . import metrics
 from .broker import Broker, HistoryLost, ReplayCheck
 from .errors import BrokerError
 from .events import Event
@@ -68,6 +69,11 @@ def preamble(plan: StreamPlan) -> bytes:
     return b"".join(out)
 
 
+def lag_s(event: Event) -> float:
+    """Seconds since ``event`` was published (clocks of the hosts assumed in sync)."""
+    return max(0.0, time.time() - event.published_ms / 1000)
+
+
 def _frame(event: Event, envelope: bool) -> bytes:
     return event.envelope_frame() if envelope else event.frame()
 
@@ -81,9 +87,11 @@ def replay(broker: Broker, plan: StreamPlan) -> Iterator[bytes]:
         chunk.append(_frame(event, plan.envelope))
         if len(chunk) >= REPLAY_CHUNK_EVENTS:
             yield b"".join(chunk)
+            metrics.REPLAYED.labels("sse").inc(len(chunk))
             chunk = []
     if chunk:
         yield b"".join(chunk)
+        metrics.REPLAYED.labels("sse").inc(len(chunk))
 
 
 def _closing_frame(reason: str, plan: StreamPlan, last_id: str) -> bytes:
@@ -109,6 +117,9 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
         if events:
             last_seq = events[-1].seq
             yield b"".join(_frame(e, plan.envelope) for e in events)
+            # Resumed: the server has written the chunk to the socket.
+            metrics.DELIVERED.labels("sse").inc(len(events))
+            metrics.DELIVERY_LAG.labels("sse").observe(lag_s(events[0]))
         if sub.closed_reason is not None:
             yield _closing_frame(sub.closed_reason, plan, format_id(epoch, last_seq))
             return

@@ -13,6 +13,7 @@ import random
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
 from .access import (
     TOKEN_COOKIE,
     TOKEN_QUERY,
@@ -69,6 +70,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(BrokerError)
     def _broker_error(err: BrokerError) -> Response:
         log.warning("Redis unavailable: %s", err)
+        metrics.REDIS_ERRORS.labels("request").inc()
         return error_response(
             Unavailable("Redis is unreachable; retry shortly.", code="redis_unavailable")
         )
@@ -174,6 +176,8 @@ def events() -> Response:
     except BaseException:
         rt.hub.unsubscribe(sub)
         raise
+    if check.status not in ("ok", "fresh"):
+        metrics.RESETS.labels(check.status).inc()
     settings = rt.settings
     plan = StreamPlan(
         topics=topics,
@@ -260,6 +264,16 @@ def presence() -> Response:
 def index() -> Response:
     """The demo page (``realtime/static/index.html``), built on ``/static/realtime.js``."""
     return current_app.send_static_file("index.html")
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+
+@blueprint.get("/metrics")
+def metrics_text() -> Response:
+    """Prometheus text format, summed over every worker (see :mod:`realtime.metrics`)."""
+    body, content_type = metrics.render()
+    return Response(body, status=200, content_type=content_type)
 
 
 # -- health --------------------------------------------------------------------------------------

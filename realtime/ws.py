@@ -28,6 +28,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from . import metrics
 from .access import (
     TOKEN_COOKIE,
     TOKEN_QUERY,
@@ -39,11 +40,13 @@ from .auth import Grant, extract_token
 from .broker import HistoryLost, IdempotencyConflict, ReplayCheck
 from .envelope import EnvelopeError, Message, Req, encode, error_frame, parse_message
 from .errors import BadRequest, BrokerError, ClientError, Forbidden, Unavailable
+from .events import Event
 from .extension import RealtimeState, state
 from .hub import OVERFLOW, RESYNC, SHUTDOWN, Subscription
 from .ids import format_id, parse_id
 from .publishing import draft, validate_idempotency_key
 from .slowclient import cut_on_overflow, server_socket
+from .stream import lag_s
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +185,7 @@ class WebSocketSession:
             return
         who = self.grant.subject if self.grant is not None else None
         try:
-            self.sub = self.rt.hub.subscribe((), who=who)
+            self.sub = self.rt.hub.subscribe((), who=who, transport="ws")
         except ClientError as exc:
             self._send_now(error_frame(exc))
             self._close(CLOSE_TRY_LATER if exc.status == 429 else CLOSE_RESTART, exc.message)
@@ -315,6 +318,7 @@ class WebSocketSession:
             self._reply_error(exc, req)
         except BrokerError as exc:
             log.warning("Redis failed during a WebSocket request: %s", exc)
+            metrics.REDIS_ERRORS.labels("request").inc()
             self._reply_error(
                 Unavailable("Redis is unreachable; retry shortly.", code="redis_unavailable"), req
             )
@@ -428,21 +432,29 @@ class WebSocketSession:
             try:
                 for event in self.rt.broker.replay(new, check.epoch, after, check.head):
                     self.ws.send(event.ws_frame())
+                    metrics.REPLAYED.labels("ws").inc()
             except (HistoryLost, BrokerError) as exc:
                 # History vanished mid-replay: close so the resubscribe gets an exact reset.
                 log.info("WebSocket replay interrupted (%s); asking the client to resume", exc)
                 raise _Close(CLOSE_RESTART, "Replay interrupted; resume.") from None
         elif new and check.status not in ("ok", "fresh"):
+            metrics.RESETS.labels(check.status).inc()
             self.ws.send(encode("reset", req=req, topics=new, reason=check.status, last_id=head_id))
         for topic in new:
             self.cursors[topic] = check.head
         self.ws.send(encode("ack", req=req, topics=asked, last_id=head_id))
 
-    def _send_live(self, events: list[Any]) -> None:
+    def _send_live(self, events: list[Event]) -> None:
         cursors = self.cursors
+        sent = 0
         for event in events:
             cursor = cursors.get(event.topic)
             if cursor is None or event.seq <= cursor:
                 continue  # not (yet) subscribed, or already sent by the replay
             cursors[event.topic] = event.seq
             self.ws.send(event.ws_frame())
+            if not sent:
+                metrics.DELIVERY_LAG.labels("ws").observe(lag_s(event))
+            sent += 1
+        if sent:
+            metrics.DELIVERED.labels("ws").inc(sent)

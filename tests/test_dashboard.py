@@ -1,4 +1,4 @@
-"""The dashboard at ``/`` in a real browser.
+"""The dashboard at ``/`` in a real browser, and the Grafana dashboard against the real /metrics.
 
 The browser tests drive headless Chromium (Debian's ``/usr/bin/chromium`` through Playwright;
 nothing is downloaded) against real gunicorn on a real Redis, and read what the page *shows*:
@@ -6,11 +6,15 @@ the event list in the DOM, the counts, the publish form's answer. The restart pr
 acceptance 4: the page sees an event appear, the server is stopped with SIGTERM, events are
 published while it is down (through a second instance on the same Redis) and after it is
 started again on the same port, and the ids the page lists are exactly the published ids.
+
+The Grafana test keeps ``deploy/grafana-dashboard.json`` true to the code: every metric it
+queries must be in the server's /metrics output.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import urllib.error
 import urllib.request
@@ -19,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Gunicorn, make_token, require_binary
+from conftest import ROOT, Gunicorn, make_token, require_binary
+from prometheus_client.parser import text_string_to_metric_families
 from test_browser import CHROMIUM, CHROMIUM_ARGS, sync_playwright
 
 pytestmark = pytest.mark.timeout(180)
@@ -33,6 +38,7 @@ ENV = {
     "REALTIME_PUBLIC_TOPICS": "public:*",
 }
 WAIT_MS = 30_000
+GRAFANA_JSON = ROOT / "deploy" / "grafana-dashboard.json"
 
 
 @pytest.fixture
@@ -278,3 +284,119 @@ def test_without_a_token_the_publish_form_is_hidden_and_a_refused_stream_shows_w
     expected = f"The server refused the stream ({status} {answer['error']}): {answer['message']}"
     assert problem.inner_text() == expected
     assert page.locator("#sse-state").inner_text() == "connecting"
+
+
+# -- Grafana -------------------------------------------------------------------------------------
+
+README = (ROOT / "README.md").read_text()
+METRIC = re.compile(r"\brealtime_[a-z_]+")
+GROUPING = re.compile(r"\bby\s*\(([^)]*)\)")
+MATCHERS = re.compile(r"\{([^}]*)\}")
+LABEL = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
+# Added by Prometheus when it scrapes.
+SCRAPE_LABELS = {"job", "instance"}
+
+
+def queries(dashboard: dict[str, Any]) -> list[str]:
+    """Every PromQL expression of the dashboard: panel targets (rows included), variables."""
+    exprs = []
+    stack = list(dashboard["panels"])
+    while stack:
+        panel = stack.pop()
+        stack.extend(panel.get("panels", []))
+        exprs += [t["expr"] for t in panel.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        exprs.append(variable["definition"])
+    return exprs
+
+
+def exposed_series(text: str) -> dict[str, set[str]]:
+    """The series names a /metrics text offers (``_total``, ``_bucket``…), with the label names
+    seen on each; a family with no samples yet still names its series."""
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+    series: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for suffix in suffixes.get(family.type, ("",)):
+            series.setdefault(family.name + suffix, set())
+        for sample in family.samples:
+            series.setdefault(sample.name, set()).update(sample.labels)
+    return series
+
+
+def documented_labels() -> dict[str, set[str]]:
+    """``realtime_x{a,b}`` rows of the README's metrics table: each family's label names."""
+    labels = {}
+    for name, names in re.findall(r"^\| `(realtime_[a-z_]+)(?:\{([a-z_, ]+)\})?` \|", README, re.M):
+        labels[name.removesuffix("_total")] = {n.strip() for n in names.split(",") if n.strip()}
+    return labels
+
+
+def family_of(series: str) -> str:
+    return re.sub(r"_(total|bucket|sum|count)$", "", series)
+
+
+def test_grafana_dashboard_queries_only_metrics_and_labels_the_server_exposes(client: Any) -> None:
+    dashboard = json.loads(GRAFANA_JSON.read_text())
+    text = client.get("/metrics").get_data(as_text=True)
+    exposed = exposed_series(text)
+    documented = documented_labels()
+    used: set[str] = set()
+    for expr in queries(dashboard):
+        names = set(METRIC.findall(expr))
+        assert names, f"a query names no realtime metric: {expr}"
+        unknown = names - exposed.keys()
+        assert not unknown, f"{expr} queries {unknown}, which /metrics does not expose"
+        used |= {family_of(n) for n in names}
+        labels = {
+            label.strip()
+            for group in GROUPING.findall(expr)
+            for label in group.split(",")
+            if label.strip()
+        }
+        for matchers in MATCHERS.findall(expr):
+            labels |= {m.group(1) for m in map(LABEL.match, matchers.split(",")) if m}
+        for name in names:
+            known = exposed[name] | documented.get(family_of(name), set()) | SCRAPE_LABELS
+            if name.endswith("_bucket"):
+                known.add("le")
+            assert labels <= known, f"{expr} uses labels {labels - known} of {name}"
+    # And the other way round: a metric added to the code gets a panel.
+    ours = {
+        family.name
+        for family in text_string_to_metric_families(text)
+        # prometheus-client also exposes each counter's and histogram's creation time as a
+        # gauge `<name>_created` outside multiprocess mode: not a metric to chart.
+        if family.name.startswith("realtime_") and not family.name.endswith("_created")
+    }
+    assert ours - used == set(), f"metrics with no panel: {sorted(ours - used)}"
+
+
+def test_grafana_dashboard_imports_anywhere_and_its_panels_do_not_overlap() -> None:
+    dashboard = json.loads(GRAFANA_JSON.read_text())
+    [source] = dashboard["__inputs"]
+    assert (source["name"], source["type"], source["pluginId"]) == (
+        "DS_PROMETHEUS",
+        "datasource",
+        "prometheus",
+    )
+    assert dashboard["schemaVersion"] >= 36 and dashboard["id"] is None
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells: dict[tuple[int, int], str] = {}
+    for panel in panels:
+        if panel["type"] != "row":  # no panel is tied to one Grafana's data source
+            assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
+            assert all(t["datasource"]["uid"] == "${DS_PROMETHEUS}" for t in panel["targets"])
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for x in range(grid["x"], grid["x"] + grid["w"]):
+            for y in range(grid["y"], grid["y"] + grid["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[(x, y)]}"
+                cells[(x, y)] = panel["title"]
+    quantiles = [e for e in queries(dashboard) if e.startswith("histogram_quantile")]
+    for histogram in ("realtime_publish_latency_seconds", "realtime_delivery_lag_seconds"):
+        for q in ("0.5", "0.99"):
+            assert any(
+                e.startswith(f"histogram_quantile({q},") and f"rate({histogram}_bucket" in e
+                for e in quantiles
+            ), f"no p{q} of {histogram}"

@@ -72,7 +72,10 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("Redis unavailable: %s", err)
         metrics.REDIS_ERRORS.labels("request").inc()
         return error_response(
-            Unavailable("Redis is unreachable; retry shortly.", code="redis_unavailable")
+            Unavailable(
+                "Redis is unavailable (unreachable or refusing writes); retry shortly.",
+                code="redis_unavailable",
+            )
         )
 
     @app.errorhandler(HTTPException)
@@ -226,9 +229,7 @@ def publish() -> tuple[Response, int]:
         max_batch=settings.max_batch,
     )
     authorize_publish([d.topic for d in drafts], grant)
-    token = request_token()
-    assert token is not None  # a grant came from it
-    scoped = idempotency_scope(grant, token, idempotency) if idempotency else None
+    scoped = idempotency_scope(grant, request_token() or "", idempotency) if idempotency else None
     try:
         published = rt.broker.publish(drafts, idempotency=scoped)
     except IdempotencyConflict:

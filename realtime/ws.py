@@ -320,7 +320,11 @@ class WebSocketSession:
             log.warning("Redis failed during a WebSocket request: %s", exc)
             metrics.REDIS_ERRORS.labels("request").inc()
             self._reply_error(
-                Unavailable("Redis is unreachable; retry shortly.", code="redis_unavailable"), req
+                Unavailable(
+                    "Redis is unavailable (unreachable or refusing writes); retry shortly.",
+                    code="redis_unavailable",
+                ),
+                req,
             )
 
     def _auth(self, message: Message) -> None:

@@ -65,6 +65,7 @@ class SocketStream:
         self.status: int | None = None
         self._head = b""
         self._chunked = False
+        self._remaining: int | None = None
         self._body = b""
         self.closed = False
 
@@ -79,11 +80,17 @@ class SocketStream:
         self.status = int(status_line.split()[1])
         self.headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
         self._chunked = self.headers.get("transfer-encoding", "") == "chunked"
+        length = self.headers.get("content-length")
+        self._remaining = int(length) if length is not None and not self._chunked else None
         self._body = rest
 
     def _dechunk(self) -> bytes:
         if not self._chunked:
             out, self._body = self._body, b""
+            if self._remaining is not None:  # a fixed-length body ends after its length
+                self._remaining -= len(out)
+                if self._remaining <= 0:
+                    self.closed = True
             return out
         out = b""
         while True:

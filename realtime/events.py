@@ -11,6 +11,9 @@ import json
 from .ids import format_id
 from .sse import encode_event
 
+ENVELOPE_EVENT = "message"
+READY_EVENT = "ready"
+
 
 class Event:
     """One published event; ``seq`` orders it, ``id`` names it on the wire."""
@@ -53,14 +56,18 @@ class Event:
         return self._frame
 
     def envelope_frame(self) -> bytes:
-        """The SSE bytes with ``data`` wrapped as JSON ``{"topic", "data"}`` (``?envelope=1``).
+        """The SSE bytes for ``?envelope=1``: ``event: message`` with ``data`` as JSON
+        ``{"topic", "type", "data"}``.
 
-        Browsers' ``EventSource`` ignores unknown fields, so a browser that multiplexes topics on
-        one stream asks for this form to learn each event's topic.
+        A browser's ``EventSource`` ignores unknown fields (so it never sees ``topic:``) and
+        dispatches a named event only to a listener registered for that name in advance; in
+        this form one ``onmessage`` handler receives every event with its topic and type.
         """
         if self._envelope is None:
-            wrapped = json.dumps({"topic": self.topic, "data": self.data}, ensure_ascii=False)
-            self._envelope = encode_event(id=self.id, event=self.type, data=wrapped)
+            wrapped = json.dumps(
+                {"topic": self.topic, "type": self.type, "data": self.data}, ensure_ascii=False
+            )
+            self._envelope = encode_event(id=self.id, event=ENVELOPE_EVENT, data=wrapped)
         return self._envelope
 
     def ws_frame(self) -> str:

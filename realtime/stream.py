@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from . import metrics
 from .broker import Broker, HistoryLost, ReplayCheck
 from .errors import BrokerError
-from .events import Event
+from .events import READY_EVENT, Event
 from .hub import OVERFLOW, SHUTDOWN, Hub, Subscription
 from .ids import format_id
 from .sse import encode_comment, encode_event, encode_last_id, encode_retry
@@ -62,7 +62,11 @@ def preamble(plan: StreamPlan) -> bytes:
     check = plan.check
     head_id = format_id(check.epoch, check.head)
     out = [encode_retry(plan.retry_ms), encode_comment(OPENING_COMMENT)]
-    if check.status == "fresh":
+    if check.status == "fresh" and plan.envelope:
+        # Script clients (realtime.js) cannot read EventSource's last id before an event comes:
+        # tell them in an event they can listen for, so their own reconnects are exact too.
+        out.append(control_event(READY_EVENT, {"last_id": head_id}, id=head_id))
+    elif check.status == "fresh":
         out.append(encode_last_id(head_id))
     elif check.status != "ok":
         out.append(control_event("reset", {"reason": check.status, "last_id": head_id}, id=head_id))

@@ -162,12 +162,16 @@ def test_trim_marker_is_per_topic(client: Any, redis_client: redis.Redis) -> Non
     stream.close()
 
 
-def test_envelope_wraps_data_with_topic_for_browsers(client: Any) -> None:
+def test_envelope_gives_browsers_topic_type_and_their_start_position(client: Any) -> None:
+    head = publish(client, "a", "before")
     stream = open_stream(client, "topic=a&topic=b&envelope=1")
-    next(stream._chunks)
-    publish(client, "b", "hi\nthere")
+    [ready] = stream.next_events()  # readable by a script, unlike the bare id line
+    assert (ready.type, ready.last_event_id) == ("ready", head)
+    assert json.loads(ready.data) == {"last_id": head}
+    publish(client, "b", "hi\nthere", type="created")
     [event] = stream.next_events()
-    assert json.loads(event.data) == {"topic": "b", "data": "hi\nthere"}
+    assert event.type == "message"  # one onmessage handler gets every type
+    assert json.loads(event.data) == {"topic": "b", "type": "created", "data": "hi\nthere"}
     stream.close()
 
 

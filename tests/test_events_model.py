@@ -81,8 +81,8 @@ def test_frame_and_envelope_frame_are_cached_separately() -> None:
 @pytest.mark.parametrize("data", DATA)
 def test_envelope_frame_data_is_json_with_topic_and_the_original_data(data: str) -> None:
     message = parse_one(event(data).envelope_frame())
-    assert (message.type, message.last_event_id) == ("created", "abc123-7")
-    assert json.loads(message.data) == {"topic": "orders:42", "data": data}
+    assert (message.type, message.last_event_id) == ("message", "abc123-7")
+    assert json.loads(message.data) == {"topic": "orders:42", "type": "created", "data": data}
 
 
 @pytest.mark.parametrize("data", DATA)

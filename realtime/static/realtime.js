@@ -213,9 +213,18 @@ export function subscribe(url, topics, handlers = {}, options = {}) {
     handlers.onEvent?.({
       id: message.lastEventId,
       topic: wrapped ? envelope.topic : topics.length === 1 ? topics[0] : "",
-      type: message.type,
+      // With envelope=1 the server sends every event as "message" with its type inside, so
+      // types nobody listed in advance arrive too.
+      type: wrapped && typeof envelope.type === "string" ? envelope.type : message.type,
       data: wrapped ? String(envelope.data) : message.data,
     });
+  }
+
+  /** @param {MessageEvent} message */
+  function onReady(message) {
+    // Where a fresh stream starts: known before any event, so our own reconnect is exact too.
+    const info = parseJson(message.data) || {};
+    lastId = info.last_id || message.lastEventId || lastId;
   }
 
   /** @param {MessageEvent} message */
@@ -262,6 +271,7 @@ export function subscribe(url, topics, handlers = {}, options = {}) {
     for (const type of types) {
       if (!CONTROL_TYPES.includes(type)) es.addEventListener(type, onMessage);
     }
+    es.addEventListener("ready", onReady);
     es.addEventListener("reset", onReset);
     es.addEventListener("overflow", onOverflow);
     es.addEventListener("shutdown", onShutdown);

@@ -13,7 +13,7 @@ import random
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import metrics
+from . import metrics, openapi
 from .access import (
     TOKEN_COOKIE,
     TOKEN_QUERY,
@@ -265,6 +265,12 @@ def presence() -> Response:
 def index() -> Response:
     """The demo page (``realtime/static/index.html``), built on ``/static/realtime.js``."""
     return current_app.send_static_file("index.html")
+
+
+@blueprint.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI document of this HTTP API (see :mod:`realtime.openapi`)."""
+    return jsonify(openapi.document())
 
 
 # -- metrics -------------------------------------------------------------------------------------

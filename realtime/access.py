@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from hashlib import sha256
 
 from .auth import Grant
-from .errors import AuthError, Forbidden
+from .broker import RateLimited
+from .errors import AuthError, Forbidden, TooManyRequests
 from .topics import PatternSet
 
 TOKEN_COOKIE = "realtime_token"
@@ -38,9 +40,25 @@ def authorize_publish(topics: Iterable[str], grant: Grant | None) -> Grant:
     return grant
 
 
+def publisher_scope(grant: Grant, token: str) -> str:
+    """Who a publisher is, for its idempotency keys and its rate: the token's ``sub``, or for a
+    token without one a digest of the token itself (which a retry sends again unchanged)."""
+    if grant.subject:
+        return f"sub:{grant.subject}"
+    return "token:" + sha256(token.encode()).hexdigest()
+
+
 def idempotency_scope(grant: Grant, token: str, key: str) -> str:
     """The ``Idempotency-Key`` as stored: scoped to its publisher, so two publishers choosing the
-    same key (a date, a job name) never collide. Tokens without ``sub`` are scoped by a digest
-    of the token itself, which a retry sends again unchanged."""
-    who = f"sub:{grant.subject}" if grant.subject else "token:" + sha256(token.encode()).hexdigest()
-    return f"{who}\n{key}"
+    same key (a date, a job name) never collide."""
+    return f"{publisher_scope(grant, token)}\n{key}"
+
+
+def publish_rate_limited(exc: RateLimited, rate: float) -> TooManyRequests:
+    """The 429 for a publisher over REALTIME_PUBLISH_RATE, with whole seconds to wait."""
+    return TooManyRequests(
+        f"This publisher is over its rate of {rate:g} events per second "
+        "(REALTIME_PUBLISH_RATE); retry after the time in Retry-After.",
+        code="rate_limited",
+        retry_after=max(1, math.ceil(exc.retry_after_ms / 1000)),
+    )

@@ -51,6 +51,11 @@ def presence_key(topic: str) -> str:
     return f"{PREFIX}:presence:{topic}"
 
 
+def rate_key(scope: str) -> str:
+    digest = hashlib.sha256(scope.encode()).hexdigest()[:32]
+    return f"{PREFIX}:rate:{digest}"
+
+
 def idempotency_key(scoped_key: str) -> str:
     """The Redis key remembering one ``Idempotency-Key`` (already scoped to its publisher)."""
     digest = hashlib.sha256(scoped_key.encode()).hexdigest()[:32]
@@ -91,9 +96,9 @@ local function trim(key, topic, trimmed_key, maxlen, ttl_ms, now)
 end
 """
 
-# KEYS: epoch, seq, firehose, trimmed, idempotency, topic stream x n
+# KEYS: epoch, seq, firehose, trimmed, idempotency, rate bucket, topic stream x n
 # ARGV: candidate epoch, now ms, maxlen, ttl ms, firehose maxlen, idem ttl s, use idem,
-#       fingerprint, n, then topic, type, data for each event
+#       fingerprint, rate (events/s, 0: unlimited), burst, n, then topic, type, data for each
 _PUBLISH_LUA = (
     _TRIM_LUA
     + """
@@ -104,30 +109,43 @@ if use_idem then
     return {'dup', redis.call('GET', KEYS[1]) or '', previous}
   end
 end
+local now = tonumber(ARGV[2])
+local n = tonumber(ARGV[11])
+local rate, burst = tonumber(ARGV[9]), tonumber(ARGV[10])
+if rate > 0 then
+  -- The publisher's token bucket, shared by every worker and host: refill, then spend n.
+  local bucket = redis.call('HMGET', KEYS[6], 'tokens', 'ts')
+  local tokens = tonumber(bucket[1]) or burst
+  local ts = tonumber(bucket[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+  if tokens < n then
+    return {'limited', '', tostring(math.ceil((n - tokens) * 1000 / rate))}
+  end
+  redis.call('HSET', KEYS[6], 'tokens', tostring(tokens - n), 'ts', now)
+  redis.call('PEXPIRE', KEYS[6], math.ceil(burst * 1000 / rate) + 1000)
+end
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[1], epoch)
 end
-local now = tonumber(ARGV[2])
 local maxlen = tonumber(ARGV[3])
 local ttl_ms = tonumber(ARGV[4])
-local n = tonumber(ARGV[9])
 local last = redis.call('INCRBY', KEYS[2], n)
 local first = last - n + 1
 for i = 1, n do
-  local base = 9 + (i - 1) * 3
+  local base = 11 + (i - 1) * 3
   local topic, etype, data = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   local id = (first + i - 1) .. '-0'
-  redis.call('XADD', KEYS[5 + i], id, 't', now, 'y', etype, 'd', data)
+  redis.call('XADD', KEYS[6 + i], id, 't', now, 'y', etype, 'd', data)
   redis.call('XADD', KEYS[3], id, 't', now, 'p', topic, 'y', etype, 'd', data, 'e', epoch)
 end
 local trimmed = {}
 for i = 1, n do
-  local topic = ARGV[9 + (i - 1) * 3 + 1]
+  local topic = ARGV[11 + (i - 1) * 3 + 1]
   if not trimmed[topic] then
     trimmed[topic] = true
-    trim(KEYS[5 + i], topic, KEYS[4], maxlen, ttl_ms, now)
+    trim(KEYS[6 + i], topic, KEYS[4], maxlen, ttl_ms, now)
   end
 end
 redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]))
@@ -225,6 +243,14 @@ class ReplayCheck:
 
 class IdempotencyConflict(Exception):
     """The ``Idempotency-Key`` was used before for a different request."""
+
+
+class RateLimited(Exception):
+    """The publisher is over its rate; ``retry_after_ms`` until enough budget is back."""
+
+    def __init__(self, retry_after_ms: int) -> None:
+        super().__init__(retry_after_ms)
+        self.retry_after_ms = retry_after_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,13 +351,19 @@ class Broker:
         drafts: Sequence[Draft],
         *,
         idempotency: str | None = None,
+        rate_scope: str | None = None,
+        rate: float = 0,
+        burst: int = 0,
         now_ms: int | None = None,
     ) -> Published:
         """Store ``drafts`` atomically (all or none) and return their ids.
 
         ``idempotency`` is the already-scoped key: a repeat with the same content returns the
         first publish's ids with ``duplicate=True``; with other content it raises
-        :class:`IdempotencyConflict` and writes nothing.
+        :class:`IdempotencyConflict` and writes nothing. With ``rate`` > 0 the publisher named
+        by ``rate_scope`` may store ``rate`` events a second in bursts of ``burst``, counted in
+        Redis so the limit holds across workers and hosts; over it, :class:`RateLimited` is
+        raised and nothing is written. A retried duplicate costs nothing.
         """
         if not drafts:
             raise ValueError("publish needs at least one event")
@@ -339,6 +371,7 @@ class Broker:
         digest = fingerprint(drafts) if idempotency else ""
         keys = [EPOCH_KEY, SEQ_KEY, FIREHOSE_KEY, TRIMMED_KEY]
         keys.append(idempotency_key(idempotency) if idempotency else f"{PREFIX}:idem:-")
+        keys.append(rate_key(rate_scope) if rate_scope and rate > 0 else f"{PREFIX}:rate:-")
         keys += [topic_key(d.topic) for d in drafts]
         args: list[str | int] = [
             new_epoch(),
@@ -349,6 +382,8 @@ class Broker:
             r.idempotency_ttl_s,
             1 if idempotency else 0,
             digest,
+            str(rate if rate_scope else 0),
+            burst,
             len(drafts),
         ]
         for d in drafts:
@@ -360,6 +395,8 @@ class Broker:
             raise BrokerError(f"Redis failed to store the event: {exc}") from exc
         metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         status, epoch = _text(result[0]), _text(result[1])
+        if status == "limited":
+            raise RateLimited(int(_text(result[2])))
         if status == "dup":
             stored_digest, first, count = _text(result[2]).split("|")
             if stored_digest != digest:

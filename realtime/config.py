@@ -62,6 +62,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REALTIME_WS_AUTH_TIMEOUT_S", "5", "Time a token-less WebSocket gets to authenticate."),
     Setting("REALTIME_WS_RATE", "20", "WebSocket messages per second a connection may send."),
     Setting("REALTIME_WS_BURST", "40", "WebSocket messages a connection may send at once."),
+    Setting("REALTIME_PUBLISH_RATE", "2000", "Events/s one publisher may store; 0: no limit."),
+    Setting("REALTIME_PUBLISH_BURST", "10000", "Events one publisher may store at once."),
+    Setting("REALTIME_MAX_CONNECTIONS_PER_IP", "500", "Streams one client address may hold."),
+    Setting("REALTIME_PROXY_HOPS", "0", "Trusted proxies in front (X-Forwarded-For hops)."),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -98,6 +102,10 @@ class Settings:
     ws_auth_timeout_s: float
     ws_rate: float
     ws_burst: int
+    publish_rate: float
+    publish_burst: int
+    max_connections_per_ip: int
+    proxy_hops: int
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,18 +128,20 @@ def _int(name: str, raw: str, *, minimum: int, maximum: int | None = None) -> in
     return value
 
 
-def _seconds(name: str, raw: str, *, minimum: float, allow_zero: bool = False) -> float:
+def _seconds(
+    name: str, raw: str, *, minimum: float, allow_zero: bool = False, unit: str = "seconds"
+) -> float:
     try:
         value = float(raw.strip())
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}.") from None
+        raise ConfigError(f"{name} must be a number of {unit}, not {raw!r}.") from None
     if value != value or value in (float("inf"), float("-inf")):
-        raise ConfigError(f"{name} must be a finite number of seconds, not {raw!r}.")
+        raise ConfigError(f"{name} must be a finite number of {unit}, not {raw!r}.")
     if allow_zero and value == 0:
         return 0.0
     if value < minimum:
         extra = " (or 0 to disable)" if allow_zero else ""
-        raise ConfigError(f"{name} must be at least {minimum} seconds{extra}, not {value}.")
+        raise ConfigError(f"{name} must be at least {minimum} {unit}{extra}, not {value}.")
     return value
 
 
@@ -221,6 +231,20 @@ def load_settings(
             f"REALTIME_MAX_BODY ({max_body}) must exceed REALTIME_MAX_PAYLOAD ({max_payload}) "
             "by at least 1024 bytes, or no maximal event could be published."
         )
+    max_batch = _int("REALTIME_MAX_BATCH", get("REALTIME_MAX_BATCH"), minimum=1, maximum=10_000)
+    publish_rate = _seconds(
+        "REALTIME_PUBLISH_RATE",
+        get("REALTIME_PUBLISH_RATE"),
+        minimum=0.01,
+        allow_zero=True,
+        unit="events per second",
+    )
+    publish_burst = _int("REALTIME_PUBLISH_BURST", get("REALTIME_PUBLISH_BURST"), minimum=1)
+    if publish_rate and publish_burst < max_batch:
+        raise ConfigError(
+            f"REALTIME_PUBLISH_BURST ({publish_burst}) must be at least REALTIME_MAX_BATCH "
+            f"({max_batch}), or a full batch could never be published."
+        )
     return Settings(
         env=mode,
         redis_url=_redis_url(get("REALTIME_REDIS_URL")),
@@ -239,7 +263,7 @@ def load_settings(
         max_queue=_int("REALTIME_MAX_QUEUE", get("REALTIME_MAX_QUEUE"), minimum=1),
         max_payload=max_payload,
         max_body=max_body,
-        max_batch=_int("REALTIME_MAX_BATCH", get("REALTIME_MAX_BATCH"), minimum=1, maximum=10_000),
+        max_batch=max_batch,
         max_topics=_int("REALTIME_MAX_TOPICS", get("REALTIME_MAX_TOPICS"), minimum=1),
         max_connections=_int(
             "REALTIME_MAX_CONNECTIONS", get("REALTIME_MAX_CONNECTIONS"), minimum=1
@@ -266,6 +290,14 @@ def load_settings(
         ws_auth_timeout_s=_seconds(
             "REALTIME_WS_AUTH_TIMEOUT_S", get("REALTIME_WS_AUTH_TIMEOUT_S"), minimum=0.1
         ),
-        ws_rate=_seconds("REALTIME_WS_RATE", get("REALTIME_WS_RATE"), minimum=0.1),
+        ws_rate=_seconds(
+            "REALTIME_WS_RATE", get("REALTIME_WS_RATE"), minimum=0.1, unit="messages per second"
+        ),
         ws_burst=_int("REALTIME_WS_BURST", get("REALTIME_WS_BURST"), minimum=1),
+        publish_rate=publish_rate,
+        publish_burst=publish_burst,
+        max_connections_per_ip=_int(
+            "REALTIME_MAX_CONNECTIONS_PER_IP", get("REALTIME_MAX_CONNECTIONS_PER_IP"), minimum=1
+        ),
+        proxy_hops=_int("REALTIME_PROXY_HOPS", get("REALTIME_PROXY_HOPS"), minimum=0, maximum=10),
     )

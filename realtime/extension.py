@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .auth import TokenVerifier
 from .broker import Broker, Retention
@@ -92,7 +93,13 @@ class Realtime:
             max_queue=settings.max_queue,
             max_connections=settings.max_connections,
             presence=presence,
+            max_per_address=settings.max_connections_per_ip,
         )
+        if settings.proxy_hops:
+            # Behind nginx: the client's address is in X-Forwarded-For, set by a proxy we trust.
+            app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+                app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
+            )
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body
         app.extensions[EXTENSION_KEY] = RealtimeState(settings, broker, hub, verifier, embedded)
 

@@ -54,6 +54,7 @@ class Subscription:
         "connection_id",
         "who",
         "transport",
+        "address",
     )
 
     def __init__(
@@ -62,9 +63,11 @@ class Subscription:
         max_queue: int,
         who: str | None = None,
         transport: str = "sse",
+        address: str = "",
     ) -> None:
         self.topics: set[str] = set(topics)
         self.transport = transport
+        self.address = address
         self.connection_id = secrets.token_urlsafe(9)
         self.who = who or self.connection_id
         self.max_queue = max_queue
@@ -117,8 +120,11 @@ class Hub:
         block_ms: int = 1000,
         start_timeout: float = 5.0,
         presence: Presence | None = None,
+        max_per_address: int = 1_000_000,
     ) -> None:
         self.broker = broker
+        self.max_per_address = max_per_address
+        self._per_address: dict[str, int] = {}
         self.presence = presence
         self.max_queue = max_queue
         self.max_connections = max_connections
@@ -174,7 +180,12 @@ class Hub:
     # -- subscriptions ------------------------------------------------------------------------
 
     def subscribe(
-        self, topics: Iterable[str], *, who: str | None = None, transport: str = "sse"
+        self,
+        topics: Iterable[str],
+        *,
+        who: str | None = None,
+        transport: str = "sse",
+        address: str = "",
     ) -> Subscription:
         """Register interest; from now on every event of ``topics`` the reader sees is queued.
 
@@ -189,9 +200,18 @@ class Hub:
                 code="too_many_connections",
                 retry_after=1,
             )
+        if address and self._per_address.get(address, 0) >= self.max_per_address:
+            raise TooManyRequests(
+                "This address holds its maximum number of streams on this worker "
+                "(REALTIME_MAX_CONNECTIONS_PER_IP); close some or retry shortly.",
+                code="too_many_connections",
+                retry_after=5,
+            )
         self.start()
-        sub = Subscription((), self.max_queue, who, transport)
+        sub = Subscription((), self.max_queue, who, transport, address)
         self._subscriptions.add(sub)
+        if address:
+            self._per_address[address] = self._per_address.get(address, 0) + 1
         metrics.CONNECTIONS.labels(transport).inc()
         self.add_topics(sub, topics)
         return sub
@@ -224,6 +244,12 @@ class Hub:
         if sub not in self._subscriptions:
             return
         self._subscriptions.discard(sub)
+        if sub.address:
+            left = self._per_address.get(sub.address, 1) - 1
+            if left > 0:
+                self._per_address[sub.address] = left
+            else:
+                self._per_address.pop(sub.address, None)
         metrics.CONNECTIONS.labels(sub.transport).dec()
         if sub.closed_reason == OVERFLOW:
             metrics.OVERFLOWS.labels(sub.transport).inc()

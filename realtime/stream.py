@@ -29,6 +29,7 @@ from .sse import encode_comment, encode_event, encode_last_id, encode_retry
 log = logging.getLogger(__name__)
 
 REPLAY_CHUNK_EVENTS = 64
+AUTH_EXPIRED = "auth_expired"
 OPENING_COMMENT = "ok"
 HEARTBEAT_COMMENT = "heartbeat"
 
@@ -44,6 +45,7 @@ class StreamPlan:
     heartbeat_s: float
     max_age_s: float
     envelope: bool
+    expires_at: float | None = None  # the token's exp (unix seconds): the stream ends there
 
 
 def control_event(kind: str, payload: dict[str, str], *, id: str | None = None) -> bytes:
@@ -104,14 +106,29 @@ def _closing_frame(reason: str, plan: StreamPlan, last_id: str) -> bytes:
         return control_event("overflow", {"reason": "slow_consumer", "last_id": last_id})
     if reason == SHUTDOWN:
         return encode_retry(jitter_ms) + control_event("shutdown", {"last_id": last_id})
+    if reason == AUTH_EXPIRED:
+        # No id: a client that renews its token resumes exactly from last_id.
+        return control_event(AUTH_EXPIRED, {"last_id": last_id})
     # RESYNC or max age: reconnect soon, the replay path knows exactly what was missed.
     return encode_retry(jitter_ms) + encode_comment(reason)
+
+
+def _deadline(plan: StreamPlan) -> tuple[float | None, str]:
+    """When (monotonic) the stream must end, and why: its token expires, or it is too old."""
+    ends: list[tuple[float, str]] = []
+    if plan.max_age_s:
+        ends.append((time.monotonic() + plan.max_age_s, "max_age"))
+    if plan.expires_at is not None:
+        ends.append((time.monotonic() + (plan.expires_at - time.time()), AUTH_EXPIRED))
+    if not ends:
+        return None, ""
+    return min(ends)
 
 
 def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
     """Queued events as they come, coalesced into one write per wake-up, with heartbeats."""
     epoch = plan.check.epoch
-    deadline = time.monotonic() + plan.max_age_s if plan.max_age_s else None
+    deadline, why = _deadline(plan)
     while True:
         timeout = plan.heartbeat_s
         if deadline is not None:
@@ -128,7 +145,7 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
             yield _closing_frame(sub.closed_reason, plan, format_id(epoch, last_seq))
             return
         if deadline is not None and time.monotonic() >= deadline:
-            yield _closing_frame("max_age", plan, format_id(epoch, last_seq))
+            yield _closing_frame(why, plan, format_id(epoch, last_seq))
             return
         if not woken and not events:
             yield encode_comment(HEARTBEAT_COMMENT)

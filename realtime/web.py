@@ -20,9 +20,11 @@ from .access import (
     authorize_publish,
     authorize_subscribe,
     idempotency_scope,
+    publish_rate_limited,
+    publisher_scope,
 )
 from .auth import Grant, extract_token
-from .broker import IdempotencyConflict, ReplayCheck
+from .broker import IdempotencyConflict, RateLimited, ReplayCheck
 from .errors import (
     AuthError,
     BadRequest,
@@ -92,6 +94,11 @@ def register_error_handlers(app: Flask) -> None:
 
 
 # -- auth ----------------------------------------------------------------------------------------
+
+
+def client_address() -> str:
+    """The client's address (behind REALTIME_PROXY_HOPS trusted proxies, from X-Forwarded-For)."""
+    return request.remote_addr or "unknown"
 
 
 def request_token() -> str | None:
@@ -167,7 +174,9 @@ def events() -> Response:
     parsed = parse_id(last_id) if last_id is not None else None
     envelope = request.args.get("envelope", "") in ("1", "true", "json")
 
-    sub = rt.hub.subscribe(topics, who=grant.subject if grant is not None else None)
+    sub = rt.hub.subscribe(
+        topics, who=grant.subject if grant is not None else None, address=client_address()
+    )
     try:
         if last_id is None:
             check = rt.broker.check_replay(topics, None, 0)
@@ -190,6 +199,7 @@ def events() -> Response:
         heartbeat_s=settings.heartbeat_s,
         max_age_s=settings.max_connection_age_s,
         envelope=envelope,
+        expires_at=grant.expires_at if grant is not None else None,
     )
     disarm = cut_on_overflow(sub, server_socket(request.environ), settings.overflow_grace_s)
 
@@ -231,7 +241,15 @@ def publish() -> tuple[Response, int]:
     authorize_publish([d.topic for d in drafts], grant)
     scoped = idempotency_scope(grant, request_token() or "", idempotency) if idempotency else None
     try:
-        published = rt.broker.publish(drafts, idempotency=scoped)
+        published = rt.broker.publish(
+            drafts,
+            idempotency=scoped,
+            rate_scope=publisher_scope(grant, request_token() or ""),
+            rate=settings.publish_rate,
+            burst=settings.publish_burst,
+        )
+    except RateLimited as exc:
+        raise publish_rate_limited(exc, settings.publish_rate) from None
     except IdempotencyConflict:
         raise BadRequest(
             "This Idempotency-Key was already used for a different request.",

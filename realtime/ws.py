@@ -35,11 +35,13 @@ from .access import (
     authorize_publish,
     authorize_subscribe,
     idempotency_scope,
+    publish_rate_limited,
+    publisher_scope,
 )
 from .auth import Grant, extract_token
-from .broker import HistoryLost, IdempotencyConflict, ReplayCheck
+from .broker import HistoryLost, IdempotencyConflict, RateLimited, ReplayCheck
 from .envelope import EnvelopeError, Message, Req, encode, error_frame, parse_message
-from .errors import BadRequest, BrokerError, ClientError, Forbidden, Unavailable
+from .errors import AuthError, BadRequest, BrokerError, ClientError, Forbidden, Unavailable
 from .events import Event
 from .extension import RealtimeState, state
 from .hub import OVERFLOW, RESYNC, SHUTDOWN, Subscription
@@ -185,7 +187,9 @@ class WebSocketSession:
             return
         who = self.grant.subject if self.grant is not None else None
         try:
-            self.sub = self.rt.hub.subscribe((), who=who, transport="ws")
+            self.sub = self.rt.hub.subscribe(
+                (), who=who, transport="ws", address=self.environ.get("REMOTE_ADDR", "")
+            )
         except ClientError as exc:
             self._send_now(error_frame(exc))
             self._close(CLOSE_TRY_LATER if exc.status == 429 else CLOSE_RESTART, exc.message)
@@ -371,7 +375,15 @@ class WebSocketSession:
         grant = authorize_publish([event.topic], self.grant)
         scoped = idempotency_scope(grant, self.token or "", key) if key else None
         try:
-            published = self.rt.broker.publish([event], idempotency=scoped)
+            published = self.rt.broker.publish(
+                [event],
+                idempotency=scoped,
+                rate_scope=publisher_scope(grant, self.token or ""),
+                rate=self.settings.publish_rate,
+                burst=self.settings.publish_burst,
+            )
+        except RateLimited as exc:
+            raise publish_rate_limited(exc, self.settings.publish_rate) from None
         except IdempotencyConflict:
             raise BadRequest(
                 "This idempotency_key was already used for a different event.",
@@ -398,7 +410,17 @@ class WebSocketSession:
         assert sub is not None
         try:
             while True:
-                sub.wait(None)
+                sub.wait(self._until_token_expires())
+                if self._token_expired():
+                    self.ws.send(
+                        error_frame(
+                            AuthError(
+                                "Your token expired; reconnect with a new one.",
+                                code="token_expired",
+                            )
+                        )
+                    )
+                    raise _Close(CLOSE_POLICY, "Token expired.")
                 while self.outbox:
                     kind, value = self.outbox.popleft()
                     if kind == "close":
@@ -415,6 +437,15 @@ class WebSocketSession:
             self._close(exc.code, exc.reason)
         except (ConnectionClosed, OSError):
             self.closing = self.closing or (CLOSE_GOING_AWAY, "connection lost")
+
+    def _until_token_expires(self) -> float | None:
+        """Seconds until the current token's ``exp`` (an ``auth`` message may renew it)."""
+        expires_at = self.grant.expires_at if self.grant is not None else None
+        return None if expires_at is None else max(0.0, expires_at - time.time())
+
+    def _token_expired(self) -> bool:
+        expires_at = self.grant.expires_at if self.grant is not None else None
+        return expires_at is not None and time.time() >= expires_at
 
     def _send_command(self, kind: str, value: Any) -> None:
         if kind == "frame":

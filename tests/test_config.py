@@ -112,6 +112,9 @@ WHOLE_NUMBERS = (
     ("REALTIME_IDEMPOTENCY_TTL_S", ("0",)),
     ("REALTIME_REDIS_POOL_SIZE", ("0", "1001")),
     ("REALTIME_WS_BURST", ("0",)),
+    ("REALTIME_PUBLISH_BURST", ("0",)),
+    ("REALTIME_MAX_CONNECTIONS_PER_IP", ("0",)),
+    ("REALTIME_PROXY_HOPS", ("11",)),
 )
 SECONDS = (
     ("REALTIME_HEARTBEAT_S", ("0", "0.04")),
@@ -121,6 +124,7 @@ SECONDS = (
     ("REALTIME_PRESENCE_TTL_S", ("0.5",)),  # 0 disables presence; below 1 otherwise is not
     ("REALTIME_WS_AUTH_TIMEOUT_S", ("0", "0.09")),
     ("REALTIME_WS_RATE", ("0", "0.09")),
+    ("REALTIME_PUBLISH_RATE", ("0.001",)),  # 0 disables the limit
 )
 WHOLE_NUMBER_GARBAGE = ("abc", "", "  ", "1.5", "1e3", "12 events", "0x10", "9" * 5000)
 SECONDS_GARBAGE = ("abc", "", "  ", "15s", "nan", "inf", "-inf", "1e400", "1,5")

@@ -62,6 +62,26 @@ def idempotency_key(scoped_key: str) -> str:
     return f"{PREFIX}:idem:{digest}"
 
 
+# Shared by every script that reads the epoch. ARGV[1] is "<candidate> <known epoch> <high water>":
+# the epoch to create if there is none, and the newest seq this worker has seen in the epoch it
+# knows. A counter below that high water means this Redis came back without events we already
+# delivered (an older snapshot, an AOF that lost its last second): their ids would be handed out
+# again, so a new epoch is started and every client holding an old id gets `reset`.
+_EPOCH_LUA = """
+local function current_epoch(epoch_key, seq_key, spec)
+  local candidate, known, high = string.match(spec, '^(%S+) (%S+) (%d+)$')
+  local epoch = redis.call('GET', epoch_key)
+  if epoch and epoch == known and tonumber(redis.call('GET', seq_key) or '0') < tonumber(high) then
+    epoch = nil
+  end
+  if not epoch then
+    epoch = candidate
+    redis.call('SET', epoch_key, epoch)
+  end
+  return epoch
+end
+"""
+
 # Shared by both scripts that may trim: remove what is over MAXLEN or older than the TTL from the
 # front of a topic stream and remember the highest seq removed, so replay can tell a gap exactly.
 _TRIM_LUA = """
@@ -100,7 +120,8 @@ end
 # ARGV: candidate epoch, now ms, maxlen, ttl ms, firehose maxlen, idem ttl s, use idem,
 #       fingerprint, rate (events/s, 0: unlimited), burst, n, then topic, type, data for each
 _PUBLISH_LUA = (
-    _TRIM_LUA
+    _EPOCH_LUA
+    + _TRIM_LUA
     + """
 local use_idem = ARGV[7] == '1'
 if use_idem then
@@ -124,11 +145,7 @@ if rate > 0 then
   redis.call('HSET', KEYS[6], 'tokens', tostring(tokens - n), 'ts', now)
   redis.call('PEXPIRE', KEYS[6], math.ceil(burst * 1000 / rate) + 1000)
 end
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
+local epoch = current_epoch(KEYS[1], KEYS[2], ARGV[1])
 local maxlen = tonumber(ARGV[3])
 local ttl_ms = tonumber(ARGV[4])
 local last = redis.call('INCRBY', KEYS[2], n)
@@ -160,13 +177,10 @@ return {'ok', epoch, tostring(first)}
 # ARGV: candidate epoch, claimed epoch ('' for a fresh client), after seq, now ms, maxlen, ttl ms,
 #       then the topics
 _CHECK_LUA = (
-    _TRIM_LUA
+    _EPOCH_LUA
+    + _TRIM_LUA
     + """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
+local epoch = current_epoch(KEYS[1], KEYS[2], ARGV[1])
 local head = tonumber(redis.call('GET', KEYS[2]) or '0')
 local claimed, after = ARGV[2], tonumber(ARGV[3])
 if claimed == '' then return {'fresh', epoch, tostring(head)} end
@@ -194,14 +208,13 @@ return {'ok', redis.call('XRANGE', KEYS[3], (after + 1) .. '-0', ARGV[4] .. '-0'
 """
 
 # KEYS: epoch, seq.  ARGV: candidate epoch.  The epoch and head read together, creating the epoch.
-_POSITION_LUA = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
+_POSITION_LUA = (
+    _EPOCH_LUA
+    + """
+local epoch = current_epoch(KEYS[1], KEYS[2], ARGV[1])
 return {epoch, redis.call('GET', KEYS[2]) or '0'}
 """
+)
 
 # KEYS: presence set.  ARGV: now ms.  Drop expired members, return the rest.
 _PRESENCE_LUA = """
@@ -271,13 +284,33 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _read_position(script: Any) -> tuple[str, int]:
+class HighWater:
+    """The newest seq this worker has seen, per epoch: evidence a restarted Redis lost events."""
+
+    def __init__(self) -> None:
+        self.epoch = "-"
+        self.seq = 0
+
+    def observe(self, epoch: str, seq: int) -> None:
+        if epoch != self.epoch:
+            self.epoch, self.seq = epoch, seq
+        elif seq > self.seq:
+            self.seq = seq
+
+    def spec(self) -> str:
+        """ARGV[1] of the scripts: a candidate epoch, the known epoch and its high water."""
+        return f"{new_epoch()} {self.epoch} {self.seq}"
+
+
+def _read_position(script: Any, high_water: HighWater) -> tuple[str, int]:
     """Run the position script: the epoch (created if Redis is new) and the head seq."""
     try:
-        epoch, head = script(keys=[EPOCH_KEY, SEQ_KEY], args=[new_epoch()])
+        epoch, head = script(keys=[EPOCH_KEY, SEQ_KEY], args=[high_water.spec()])
     except RedisError as exc:
         raise BrokerError(f"Redis is unreachable: {exc}") from exc
-    return _text(epoch), int(_text(head))
+    position = _text(epoch), int(_text(head))
+    high_water.observe(*position)
+    return position
 
 
 class Broker:
@@ -314,6 +347,7 @@ class Broker:
         self._page = self._redis.register_script(_PAGE_LUA)
         self._position = self._redis.register_script(_POSITION_LUA)
         self._presence = self._redis.register_script(_PRESENCE_LUA)
+        self.high_water = HighWater()
 
     # -- connections ------------------------------------------------------------------------
 
@@ -342,7 +376,7 @@ class Broker:
 
     def reader(self) -> FirehoseReader:
         """A dedicated connection for one hub's blocking reads of the firehose."""
-        return FirehoseReader(self.url)
+        return FirehoseReader(self.url, self.high_water)
 
     # -- publish ------------------------------------------------------------------------------
 
@@ -374,7 +408,7 @@ class Broker:
         keys.append(rate_key(rate_scope) if rate_scope and rate > 0 else f"{PREFIX}:rate:-")
         keys += [topic_key(d.topic) for d in drafts]
         args: list[str | int] = [
-            new_epoch(),
+            self.high_water.spec(),
             now_ms if now_ms is not None else int(time.time() * 1000),
             r.maxlen,
             r.ttl_s * 1000,
@@ -404,6 +438,7 @@ class Broker:
             start = int(first)
             return Published(epoch, tuple(range(start, start + int(count))), duplicate=True)
         first_seq = int(_text(result[2]))
+        self.high_water.observe(epoch, first_seq + len(drafts) - 1)
         metrics.PUBLISHED.inc(len(drafts))
         return Published(epoch, tuple(range(first_seq, first_seq + len(drafts))))
 
@@ -411,7 +446,7 @@ class Broker:
 
     def position(self) -> tuple[str, int]:
         """The current epoch and head seq, read together (creating the epoch if Redis is new)."""
-        return _read_position(self._position)
+        return _read_position(self._position, self.high_water)
 
     def check_replay(
         self,
@@ -429,7 +464,7 @@ class Broker:
         r = self.retention
         keys = [EPOCH_KEY, SEQ_KEY, TRIMMED_KEY] + [topic_key(t) for t in topics]
         args: list[str | int] = [
-            new_epoch(),
+            self.high_water.spec(),
             claimed_epoch or "",
             after,
             now_ms if now_ms is not None else int(time.time() * 1000),
@@ -441,6 +476,7 @@ class Broker:
             status, epoch, head = self._check(keys=keys, args=args)
         except RedisError as exc:
             raise BrokerError(f"Redis is unreachable: {exc}") from exc
+        self.high_water.observe(_text(epoch), int(_text(head)))
         return ReplayCheck(_text(status), _text(epoch), int(_text(head)))  # type: ignore[arg-type]
 
     def history(
@@ -545,7 +581,10 @@ def _history_event(epoch: str, seq: int, topic: str, flat: list[bytes]) -> Event
 class FirehoseReader:
     """One dedicated Redis connection doing ``XREAD BLOCK`` on the firehose for a hub."""
 
-    def __init__(self, url: str, socket_timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, high_water: HighWater | None = None, socket_timeout: float = 30.0
+    ) -> None:
+        self.high_water = high_water or HighWater()
         self._redis = redis.Redis.from_url(
             url,
             single_connection_client=True,
@@ -555,7 +594,7 @@ class FirehoseReader:
         self._position = self._redis.register_script(_POSITION_LUA)
 
     def position(self) -> tuple[str, int]:
-        return _read_position(self._position)
+        return _read_position(self._position, self.high_water)
 
     def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[Event]:
         """Firehose events with seq > ``after`` (waiting up to ``block_ms``), with their epochs."""

@@ -337,6 +337,8 @@ class Hub:
                 for sub in subs:
                     sub.push(event)
                 touched.update(subs)
+        if self.epoch is not None:
+            self.broker.high_water.observe(self.epoch, self.position)
         for sub in touched:
             sub.wakeup.set()
             if sub.closed_reason is not None:

@@ -218,3 +218,51 @@ def test_unreachable_redis_raises_broker_error() -> None:
     with pytest.raises(BrokerError):
         broker.position()
     assert broker.ping() is False
+
+
+def lose_the_tail(raw: redis.Redis, keep: int) -> None:
+    """What a Redis restored from an older snapshot (or an AOF that lost its last second) looks
+    like: the counter and the streams as they were at ``keep``, the epoch unchanged."""
+    raw.set(SEQ_KEY, keep)
+    for key in raw.keys("{rt}:t:*") + [FIREHOSE_KEY.encode()]:
+        kept = raw.xrange(key, max=f"{keep}-0")
+        raw.delete(key)  # a stream restored from a snapshot also remembers its older last id
+        for entry_id, fields in kept:
+            raw.xadd(key, fields, id=entry_id)
+
+
+def test_a_redis_that_lost_its_newest_events_gets_a_new_epoch_not_reused_ids(
+    broker: Broker, raw: redis.Redis
+) -> None:
+    old = broker.publish([draft("a", str(n)) for n in range(10)])
+    lose_the_tail(raw, keep=6)
+    # Without this, the next publish would be given id <old epoch>-7 again, and a client that
+    # had received the lost 7..10 would resume "exactly" past the new ones: a silent gap.
+    new = broker.publish([draft("a", "after")])
+    assert new.epoch != old.epoch and new.seqs == (7,)
+    assert broker.check_replay(["a"], old.epoch, 10).status == "epoch"
+    assert broker.check_replay(["a"], old.epoch, 5).status == "epoch"  # conservative: refetch
+
+
+def test_the_reader_position_also_detects_lost_events(broker: Broker, raw: redis.Redis) -> None:
+    published = broker.publish([draft("a", str(n)) for n in range(5)])
+    reader = broker.reader()
+    try:
+        assert reader.position() == (published.epoch, 5)
+        lose_the_tail(raw, keep=3)
+        epoch, head = reader.position()
+        assert epoch != published.epoch and head == 3
+    finally:
+        reader.close()
+
+
+def test_a_worker_that_saw_nothing_newer_does_not_change_the_epoch(
+    any_redis_server: RedisServer, broker: Broker, raw: redis.Redis
+) -> None:
+    published = broker.publish([draft("a", str(n)) for n in range(5)])
+    fresh_worker = Broker(any_redis_server.url, retention=RETENTION, pool_size=1)
+    try:
+        assert fresh_worker.position() == (published.epoch, 5)
+        assert broker.publish([draft()]).epoch == published.epoch  # normal operation: no rotation
+    finally:
+        fresh_worker.close()

@@ -5,7 +5,10 @@ integer the server echoes so the client can match answers to requests). Parsing 
 :class:`Message` whose body has been checked for its type, or raises :class:`EnvelopeError`
 carrying the stable code and the ``req`` (when one could be read), so the session can answer with
 an ``error`` frame and keep the socket open.
-"""
+
+A text frame is valid UTF-8, but a JSON ``\\ud800`` escape in it decodes to a lone surrogate,
+which cannot be encoded again: strings the session sends back (``req``) or hands to a library
+that encodes them (an ``auth`` token) are refused unless they are valid Unicode."""
 
 from __future__ import annotations
 
@@ -58,6 +61,16 @@ def error_frame(err: ClientError, req: Req = None) -> str:
     )
 
 
+def _is_unicode(text: str) -> bool:
+    """Whether ``text`` can be sent back: a frame's JSON is valid UTF-8, but a ``\\ud800``
+    escape in it decodes to a lone surrogate, which no text frame can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _req(doc: dict[str, Any]) -> Req:
     req = doc.get("req")
     if req is None:
@@ -68,6 +81,8 @@ def _req(doc: dict[str, Any]) -> Req:
         raise EnvelopeError(
             f"req is longer than {MAX_REQ_LENGTH} characters.", code="invalid_request"
         )
+    if isinstance(req, str) and not _is_unicode(req):
+        raise EnvelopeError("req is not valid Unicode text.", code="invalid_request")
     if isinstance(req, int) and abs(req) > 2**53:
         raise EnvelopeError("req is too large an integer.", code="invalid_request")
     return req
@@ -115,6 +130,10 @@ def parse_message(raw: str | bytes, *, max_topics: int) -> Message:
         token = doc.get("token")
         if not isinstance(token, str) or not token:
             raise EnvelopeError("auth needs a token.", code="missing_token", req=req)
+        if not _is_unicode(token):
+            raise EnvelopeError(
+                "The token is not valid Unicode text.", code="invalid_token", req=req
+            )
         body["token"] = token
     elif kind in ("subscribe", "unsubscribe"):
         body["topics"] = _topic_list(doc, req, max_topics)

@@ -148,10 +148,17 @@ def parse_publish(
     )
 
 
-def validate_idempotency_key(value: str | None) -> str | None:
+def validate_idempotency_key(value: object) -> str | None:
+    """The key, or ``None`` for none. Takes ``object`` because a WebSocket ``publish`` message's
+    ``idempotency_key`` is any JSON value, where a header is always a string."""
     if value is None:
         return None
-    if not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY or not value.isascii() or not value.isprintable():
+    if (
+        not isinstance(value, str)
+        or not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY
+        or not value.isascii()
+        or not value.isprintable()
+    ):
         raise BadRequest(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
             code="invalid_idempotency_key",

@@ -136,3 +136,19 @@ def test_a_cookie_authenticated_upgrade_from_a_foreign_origin_is_refused(
     assert status == 403 and b"origin_not_allowed" in body
     status, _ = handshake_status(server.port, "/ws", [cookie, ("Origin", server.url)])
     assert status == 101
+
+
+@pytest.mark.integration
+def test_a_websocket_over_the_connection_limit_is_closed_1013(
+    gunicorn_factory: Any, redis_url: str
+) -> None:
+    server: Gunicorn = gunicorn_factory(
+        redis_url, workers=1, env={"REALTIME_MAX_CONNECTIONS_PER_IP": "1"}
+    )
+    first = Client(server, f"?access_token={TOKEN}")
+    assert first.recv()["type"] == "welcome"
+    second = Client(server, f"?access_token={TOKEN}")
+    error = second.recv()
+    assert error["type"] == "error" and error["error"] == "too_many_connections"
+    assert second.closed_with() == 1013
+    first.close()

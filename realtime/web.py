@@ -90,7 +90,13 @@ def register_error_handlers(app: Flask) -> None:
                 )
             )
         code = (err.name or "error").lower().replace(" ", "_")
-        return error_response(ClientError(err.description or err.name, code=code, status=status))
+        response = error_response(
+            ClientError(err.description or err.name, code=code, status=status)
+        )
+        allow = dict(err.get_headers()).get("Allow")
+        if allow:
+            response.headers["Allow"] = allow  # a 405 must say what is allowed (RFC 9110)
+        return response
 
 
 # -- auth ----------------------------------------------------------------------------------------

@@ -294,6 +294,10 @@ class WebSocketSession:
                     deadline = None if self.grant is not None or self.cursors else deadline
             except EnvelopeError as exc:
                 self._reply_error(exc, exc.req)
+                if exc.code == "invalid_token":  # an auth token that is not even text
+                    self.closing = (CLOSE_POLICY, exc.message)
+                    self._queue("close", self.closing)
+                    return
             except _Close as exc:
                 self.closing = (exc.code, exc.reason)
                 self._queue("close", self.closing)
@@ -320,6 +324,8 @@ class WebSocketSession:
             raise
         except ClientError as exc:
             self._reply_error(exc, req)
+        except _Close:
+            raise
         except BrokerError as exc:
             log.warning("Redis failed during a WebSocket request: %s", exc)
             metrics.REDIS_ERRORS.labels("request").inc()
@@ -330,6 +336,12 @@ class WebSocketSession:
                 ),
                 req,
             )
+        except Exception as exc:  # a bug: answer and close this session, never kill it silently
+            log.exception("WebSocket request failed")
+            self._reply_error(
+                ClientError("Internal error.", code="internal_error", status=500), req
+            )
+            raise _Close(CLOSE_INTERNAL, "Internal error.") from exc
 
     def _auth(self, message: Message) -> None:
         try:
@@ -437,6 +449,10 @@ class WebSocketSession:
             self._close(exc.code, exc.reason)
         except (ConnectionClosed, OSError):
             self.closing = self.closing or (CLOSE_GOING_AWAY, "connection lost")
+        except Exception:  # a bug must end this session cleanly, never hang or leak it
+            log.exception("WebSocket sender failed")
+            self.closing = (CLOSE_INTERNAL, "internal error")
+            self._close(CLOSE_INTERNAL, "Internal error.")
 
     def _until_token_expires(self) -> float | None:
         """Seconds until the current token's ``exp`` (an ``auth`` message may renew it)."""

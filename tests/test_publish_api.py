@@ -235,3 +235,8 @@ def test_unknown_route_and_method_use_the_error_contract(client: Any) -> None:
     assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
     wrong = client.get("/publish")
     assert wrong.status_code == 405 and wrong.get_json()["error"] == "method_not_allowed"
+
+
+def test_405_says_which_methods_are_allowed(client: Any) -> None:
+    response = client.get("/publish")
+    assert response.status_code == 405 and "POST" in response.headers["Allow"]

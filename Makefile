@@ -33,8 +33,9 @@ unit: $(VENV)/.dev-installed
 
 test: lint typecheck unit
 
-bench: $(VENV)/.dev-installed
-	$(BIN)/python bench/hub_fanout.py
+bench: | $(BIN)/python
+	started=$$(date +%s) && bench/setup.sh $(BIN) && $(BIN)/python bench/hub_fanout.py && \
+		$(BIN)/python bench/suite.py --started $$started
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -556,6 +556,11 @@ def machine() -> dict[str, Any]:
         "wrk": run(["dpkg-query", "-W", "-f=${Version}", "wrk"]) if shutil.which("wrk") else None,
         "packages": packages,
         "nofile": run(["sh", "-c", "ulimit -n"]),
+        "commit": run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
+        # uncommitted changes to the server measured (others work in the same tree)
+        "server_changes": run(
+            ["git", "-C", str(ROOT), "status", "--short", "realtime", "app.py"]
+        ).replace("\n", ", "),
     }
 
 

@@ -462,7 +462,7 @@ def profile_section(results: dict[str, Any]) -> str:
         f"{num(dig(last, 'last_subscriber_ms', 'p50'))} ms, p99 "
         f"{num(dig(last, 'last_subscriber_ms', 'p99'))} ms.",
         "",
-        "| hottest frames, own time | share | | hottest frames, with callees | share |",
+        "| hottest functions, own time | share | | realtime's functions, with callees | share |",
         "| --- | --- | --- | --- | --- |",
     ]
     own = top.get("self") or []
@@ -546,6 +546,13 @@ def write_readme(results: dict[str, Any], pictures: list[str]) -> None:
         else ""
     )
     images = "\n".join(f"![{p}](results/{p})" for p in pictures)
+    m = results["machine"]
+    commit = f"`{m.get('commit') or '?'}`"
+    if m.get("server_changes"):
+        commit += (
+            f" with uncommitted server changes ({m['server_changes'].strip()}; diff sha1 "
+            f"{m.get('server_diff_sha1', '?')})"
+        )
     text = f"""# Benchmarks
 
 `make bench` installs what it needs (`nginx` and `libnginx-mod-nchan` and `wrk` from Debian when
@@ -556,7 +563,7 @@ the JSON; `python bench/suite.py --quick` tries the suite in a couple of minutes
 
 ## The HTTP suite: realtime beside nginx + Nchan, sse-starlette and flask-sse
 
-Latest run: {when} (UTC), command `{results["command"]}`. {wall_text}
+Latest run: {when} (UTC), command `{results["command"]}`, at commit {commit}. {wall_text}
 {quick}
 {machine_text(results)}
 

@@ -5,6 +5,13 @@ TCP window is closed. The stream is given ``grace_s`` to notice and say goodbye 
 WebSocket close 1013); if it is still stuck, the socket is shut down so the worker frees its
 greenlet and buffers now rather than when TCP gives up, minutes later. The client resumes from
 its last complete event (a partial SSE event is discarded by every conformant parser).
+
+The queue bound only counts once the kernel stops taking bytes, so arming a stream also bounds
+what the kernel may hold unsent for it (``TCP_NOTSENT_LOWAT``, :data:`UNSENT_LIMIT_BYTES`).
+Without that, Linux grows a stream socket's send buffer up to ``net.ipv4.tcp_wmem``'s maximum
+(4 MiB by default, and at once on loopback, where nginx connects): a client that stopped reading
+was thousands of events behind, with megabytes of kernel memory, before its queue started to
+fill. Bytes already in flight are not limited, so a fast client far away keeps its throughput.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ import gevent
 
 from .hub import OVERFLOW, Subscription
 
+# Unsent bytes the kernel may queue for one stream before a write waits: a few coalesced writes.
+UNSENT_LIMIT_BYTES = 64 * 1024
+
 
 def server_socket(environ: dict[str, Any]) -> socket.socket | None:
     """The client socket gunicorn exposes in the WSGI environ, if this server exposes one."""
@@ -24,10 +34,26 @@ def server_socket(environ: dict[str, Any]) -> socket.socket | None:
     return sock if isinstance(sock, socket.socket) else None
 
 
+def bound_unsent(sock: socket.socket | None, limit: int = UNSENT_LIMIT_BYTES) -> None:
+    """Make writes to ``sock`` wait once ``limit`` bytes are queued unsent (where supported)."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)  # absent on some platforms: no bound
+    if sock is None or option is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, option, limit)
+    except OSError:
+        pass  # not TCP (a Unix socket behind a proxy): that kernel buffer is fixed anyway
+
+
 def cut_on_overflow(
     sub: Subscription, sock: socket.socket | None, grace_s: float
 ) -> Callable[[], None]:
-    """Arm ``sub`` so an overflow shuts ``sock`` down after ``grace_s``; returns a disarm."""
+    """Arm ``sub`` so an overflow shuts ``sock`` down after ``grace_s``; returns a disarm.
+
+    Also bounds the bytes the kernel holds unsent for ``sock`` (:func:`bound_unsent`), so a
+    client that stops reading reaches its queue bound after about ``UNSENT_LIMIT_BYTES``.
+    """
+    bound_unsent(sock)
     timers: list[gevent.Greenlet] = []
 
     def cut() -> None:

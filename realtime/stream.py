@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+import gevent
+
 from . import metrics
 from .broker import Broker, HistoryLost, ReplayCheck
 from .errors import BrokerError
@@ -95,6 +97,11 @@ def replay(broker: Broker, plan: StreamPlan) -> Iterator[bytes]:
             yield b"".join(chunk)
             metrics.REPLAYED.labels("sse").inc(len(chunk))
             chunk = []
+            # Let the other greenlets run: a replay whose writes never block would otherwise
+            # release its pooled Redis connection and take it again at once for the next page,
+            # while other requests wait for one past the pool's timeout (a new stream's replay
+            # check is then refused 503) and live delivery stalls.
+            gevent.sleep(0)
     if chunk:
         yield b"".join(chunk)
         metrics.REPLAYED.labels("sse").inc(len(chunk))

@@ -35,6 +35,9 @@ worker_class = "gevent"
 worker_connections = int(os.environ.get("REALTIME_WORKER_CONNECTIONS", "10000"))
 # Seconds a worker gets on SIGTERM before it is killed: streams are told to reconnect elsewhere.
 graceful_timeout = int(os.environ.get("REALTIME_GRACEFUL_TIMEOUT", "10"))
+# A reconnect storm arrives all at once: a short listen queue drops SYNs and costs each dropped
+# client a 1 s retransmit. The kernel caps it at net.core.somaxconn.
+backlog = int(os.environ.get("REALTIME_BACKLOG", "4096"))
 timeout = 30
 # Idle keep-alive connections hold a worker open during shutdown for up to this long: keep it
 # short, and keep nginx's upstream keepalive_timeout below it.

@@ -328,7 +328,7 @@ class Broker:
         retention: Retention,
         pool_size: int = 8,
         socket_timeout: float = 5.0,
-        pool_timeout: float = 5.0,
+        pool_timeout: float = 20.0,
     ) -> None:
         self.url = url
         self.retention = retention

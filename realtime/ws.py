@@ -61,6 +61,7 @@ CLOSE_RESTART = 1012
 CLOSE_TRY_LATER = 1013
 RECEIVE_POLL_S = 1.0
 CLOSE_WAIT_S = 2.0
+REPLAY_YIELD_EVERY = 64
 # Why the hub closed a subscription -> the close code that tells the client what to do.
 CLOSE_CODES = {OVERFLOW: CLOSE_TRY_LATER, RESYNC: CLOSE_RESTART, SHUTDOWN: CLOSE_RESTART}
 
@@ -481,9 +482,15 @@ class WebSocketSession:
         head_id = format_id(check.epoch, check.head)
         if new and check.status == "ok" and after < check.head:
             try:
-                for event in self.rt.broker.replay(new, check.epoch, after, check.head):
+                for count, event in enumerate(
+                    self.rt.broker.replay(new, check.epoch, after, check.head), 1
+                ):
                     self.ws.send(event.ws_frame())
                     metrics.REPLAYED.labels("ws").inc()
+                    if count % REPLAY_YIELD_EVERY == 0:
+                        # As for SSE: writes that never block would keep the pooled Redis
+                        # connection from every other greenlet for the whole replay.
+                        gevent.sleep(0)
             except (HistoryLost, BrokerError) as exc:
                 # History vanished mid-replay: close so the resubscribe gets an exact reset.
                 log.info("WebSocket replay interrupted (%s); asking the client to resume", exc)

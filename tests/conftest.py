@@ -271,6 +271,22 @@ def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
         server.stop(signal.SIGQUIT)
 
 
+@pytest.fixture
+def restart() -> Iterator[Callable[[Gunicorn], Gunicorn]]:
+    """Start a stopped server again on its port (a browser resumes only on the origin it loaded
+    the page from); stops what it started when the test ends."""
+    started: list[Gunicorn] = []
+
+    def start(old: Gunicorn) -> Gunicorn:
+        server = old.restarted()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGQUIT)
+
+
 @pytest.fixture(scope="session")
 def curl() -> str:
     return require_binary("curl", shutil.which("curl"))

@@ -14,7 +14,6 @@ with the server's error codes.
 from __future__ import annotations
 
 import json
-import signal
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -74,22 +73,6 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
             yield page
         finally:
             context.close()
-
-
-@pytest.fixture
-def restart() -> Iterator[Callable[[Gunicorn], Gunicorn]]:
-    """Start a stopped server again on its port (a browser resumes only on the origin it loaded
-    the page from); stops what it started when the test ends."""
-    started: list[Gunicorn] = []
-
-    def start(old: Gunicorn) -> Gunicorn:
-        server = old.restarted()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop(signal.SIGQUIT)
 
 
 def publish(server: Gunicorn, first: int, count: int) -> list[tuple[str, str]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -69,22 +68,6 @@ def console(page: Any) -> list[str]:
     page.on("console", lambda message: lines.append(message.text))
     page.on("pageerror", lambda error: lines.append(f"error: {error}"))
     return lines
-
-
-@pytest.fixture
-def restart() -> Iterator[Callable[[Gunicorn], Gunicorn]]:
-    """Start a stopped server again on its port (the browser resumes only on the origin it loaded
-    the page from); stops what it started when the test ends."""
-    started: list[Gunicorn] = []
-
-    def start(old: Gunicorn) -> Gunicorn:
-        server = old.restarted()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop(signal.SIGQUIT)
 
 
 def post_publish(server: Gunicorn, body: dict[str, Any], token: str = TOKEN) -> tuple[int, Any]:

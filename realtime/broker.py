@@ -34,7 +34,7 @@ from redis.exceptions import RedisError, ResponseError
 from . import metrics
 from .errors import BrokerError
 from .events import Event
-from .ids import new_epoch
+from .ids import new_epoch, parse_id
 
 PREFIX = "{rt}"
 EPOCH_KEY = f"{PREFIX}:epoch"
@@ -447,6 +447,17 @@ class Broker:
     def position(self) -> tuple[str, int]:
         """The current epoch and head seq, read together (creating the epoch if Redis is new)."""
         return _read_position(self._position, self.high_water)
+
+    def check_last_id(self, topics: Sequence[str], last_id: str | None) -> tuple[ReplayCheck, int]:
+        """:meth:`check_replay` for the id a client sent (``None``: a fresh client), and the seq
+        to replay after. An id that is not ours answers ``unknown_id`` with the current head."""
+        if last_id is None:
+            return self.check_replay(topics, None, 0), 0
+        parsed = parse_id(last_id)
+        if parsed is None:
+            fresh = self.check_replay(topics, None, 0)
+            return ReplayCheck("unknown_id", fresh.epoch, fresh.head), 0
+        return self.check_replay(topics, parsed.epoch, parsed.seq), parsed.seq
 
     def check_replay(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -24,7 +25,7 @@ from .access import (
     publisher_scope,
 )
 from .auth import Grant, extract_token
-from .broker import IdempotencyConflict, RateLimited, ReplayCheck
+from .broker import IdempotencyConflict, RateLimited
 from .errors import (
     AuthError,
     BadRequest,
@@ -34,7 +35,6 @@ from .errors import (
     Unavailable,
 )
 from .extension import RealtimeState, state
-from .ids import parse_id
 from .publishing import parse_publish, validate_idempotency_key
 from .slowclient import cut_on_overflow, server_socket
 from .sse import encode_retry
@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("realtime", __name__)
 
 MAX_LAST_EVENT_ID = 256
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
@@ -156,6 +157,11 @@ def requested_last_id() -> str | None:
     return value
 
 
+def sse_response(body: Any) -> Response:
+    """A 200 ``text/event-stream`` with the headers every stream carries (DESIGN.md)."""
+    return Response(body, status=200, content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
+
+
 def draining_stream() -> Response:
     """What a stopping worker answers on ``/events``: 200, a short random ``retry:`` and
     ``event: shutdown``. A 503 would be final for a browser's ``EventSource``, which never
@@ -163,9 +169,7 @@ def draining_stream() -> Response:
     body = encode_retry(random.randint(250, 1500)) + control_event(
         "shutdown", {"reason": "draining"}
     )
-    response = Response(body, status=200, mimetype="text/event-stream", headers=SSE_HEADERS)
-    response.content_type = "text/event-stream; charset=utf-8"
-    return response
+    return sse_response(body)
 
 
 @blueprint.get("/events")
@@ -177,20 +181,13 @@ def events() -> Response:
     grant = request_grant()
     authorize_subscribe(topics, grant, rt.settings.public_topics)
     last_id = requested_last_id()
-    parsed = parse_id(last_id) if last_id is not None else None
     envelope = request.args.get("envelope", "") in ("1", "true", "json")
 
     sub = rt.hub.subscribe(
         topics, who=grant.subject if grant is not None else None, address=client_address()
     )
     try:
-        if last_id is None:
-            check = rt.broker.check_replay(topics, None, 0)
-        elif parsed is None:
-            fresh = rt.broker.check_replay(topics, None, 0)
-            check = ReplayCheck("unknown_id", fresh.epoch, fresh.head)
-        else:
-            check = rt.broker.check_replay(topics, parsed.epoch, parsed.seq)
+        check, after = rt.broker.check_last_id(topics, last_id)
     except BaseException:
         rt.hub.unsubscribe(sub)
         raise
@@ -200,7 +197,7 @@ def events() -> Response:
     plan = StreamPlan(
         topics=topics,
         check=check,
-        after=parsed.seq if parsed is not None else 0,
+        after=after,
         retry_ms=settings.retry_ms,
         heartbeat_s=settings.heartbeat_s,
         max_age_s=settings.max_connection_age_s,
@@ -213,13 +210,7 @@ def events() -> Response:
         rt.hub.unsubscribe(sub)
         disarm()
 
-    response = Response(
-        event_stream(rt.hub, rt.broker, sub, plan),
-        status=200,
-        mimetype="text/event-stream",
-        headers=SSE_HEADERS,
-    )
-    response.content_type = "text/event-stream; charset=utf-8"
+    response = sse_response(event_stream(rt.hub, rt.broker, sub, plan))
     response.call_on_close(release)
     return response
 

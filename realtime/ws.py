@@ -45,7 +45,7 @@ from .errors import AuthError, BadRequest, BrokerError, ClientError, Forbidden, 
 from .events import Event
 from .extension import RealtimeState, state
 from .hub import OVERFLOW, RESYNC, SHUTDOWN, Subscription
-from .ids import format_id, parse_id
+from .ids import format_id
 from .publishing import draft, validate_idempotency_key
 from .slowclient import cut_on_overflow, server_socket
 from .stream import lag_s
@@ -364,21 +364,12 @@ class WebSocketSession:
                 code="too_many_topics",
             )
         authorize_subscribe(topics, self.grant, self.settings.public_topics)
-        last_id = message.body.get("last_id")
-        parsed = parse_id(last_id) if last_id else None
         self.rt.hub.add_topics(sub, topics)  # before the check: the seam argument needs it
         try:
-            if last_id is None:
-                check = self.rt.broker.check_replay(topics, None, 0)
-            elif parsed is None:
-                fresh = self.rt.broker.check_replay(topics, None, 0)
-                check = ReplayCheck("unknown_id", fresh.epoch, fresh.head)
-            else:
-                check = self.rt.broker.check_replay(topics, parsed.epoch, parsed.seq)
+            check, after = self.rt.broker.check_last_id(topics, message.body.get("last_id"))
         except BaseException:
             self.rt.hub.remove_topics(sub, topics)
             raise
-        after = parsed.seq if parsed is not None else 0
         self._queue("subscribe", (message.topics, topics, check, after, message.req))
 
     def _publish(self, message: Message) -> None:

@@ -19,6 +19,12 @@ Intentional choices, so nobody "fixes" them:
   is tested without sleeping and ``token_expired`` is told apart from other failures.
 * ``exp`` is optional: a token without it never expires (``realtime token --ttl`` decides).
   Error messages say why a token was refused and never repeat the token.
+* A verifier remembers the tokens it has accepted (a bounded LRU keyed by the exact token
+  string), because checking a signature is most of a publish's cost and a publisher sends the same
+  token with every request. What a signature proves depends only on the token and the key, both
+  fixed for a cache entry; what depends on the clock (``exp``, ``nbf``) is checked again on every
+  use, so a remembered token expires exactly when a fresh one would. Refused tokens are never
+  remembered, so garbage cannot push valid tokens out.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -206,20 +213,42 @@ def _whole(seconds: float | None) -> int | None:
     return None if seconds is None else math.floor(seconds)
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """What a verifier remembers of an accepted token: its grant and its time claims."""
+
+    grant: Grant
+    expires_at: float | None
+    not_before: float | None
+
+
+#: How many accepted tokens a verifier remembers: enough for every publisher of a busy worker,
+#: few enough that the memory stays small (a token is a few hundred bytes).
+VERIFIED_CACHE_SIZE = 1024
+
+
 class TokenVerifier:
     """Verifies tokens with one key and one algorithm, turning them into :class:`Grant` objects.
 
     Built once at start-up from ``REALTIME_JWT_SECRET`` or ``REALTIME_JWT_PUBLIC_KEY``; every key
     problem is a :class:`ValueError` with a sentence then, so :meth:`verify` only ever fails
-    because of the token.
+    because of the token. Accepted tokens are remembered (see the module docstring), up to
+    ``cache_size`` of them; 0 turns that off.
     """
 
     algorithm: str
     leeway_s: int
 
     def __init__(
-        self, *, secret: str | None = None, public_key: str | None = None, leeway_s: int = 0
+        self,
+        *,
+        secret: str | None = None,
+        public_key: str | None = None,
+        leeway_s: int = 0,
+        cache_size: int = VERIFIED_CACHE_SIZE,
     ) -> None:
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self._cache_size = max(0, cache_size)
         if leeway_s < 0:
             raise ValueError(f"The JWT leeway must be 0 or more seconds, not {leeway_s}.")
         if secret is not None and public_key is None:
@@ -243,6 +272,27 @@ class TokenVerifier:
         knows to refresh rather than to re-authenticate) and ``invalid_token`` for everything
         else. ``now`` (unix seconds) defaults to the clock.
         """
+        current = time.time() if now is None else now
+        known = self._verified.get(token)
+        if known is not None:
+            self._check_times(known.expires_at, known.not_before, current)
+            try:
+                self._verified.move_to_end(token)
+            except KeyError:  # evicted meanwhile by another thread: still verified, just older
+                pass
+            return known.grant
+        verified = self._verify_signed(token, current)
+        if self._cache_size:
+            self._verified[token] = verified
+            while len(self._verified) > self._cache_size:
+                try:
+                    self._verified.popitem(last=False)
+                except KeyError:  # emptied meanwhile by another thread
+                    break
+        return verified.grant
+
+    def _verify_signed(self, token: str, current: float) -> _Verified:
+        """The full check of a token not seen before: signature, claim shapes, then the clock."""
         try:
             claims = jwt.decode(
                 token,
@@ -257,15 +307,18 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise _invalid(_describe(exc, self.algorithm)) from exc
-        current = time.time() if now is None else now
         expires_at = _numeric_date(claims, "exp")
         not_before = _numeric_date(claims, "nbf")
         _numeric_date(claims, "iat")  # shape only: a future iat is clock skew, not an attack
-        if expires_at is not None and expires_at <= current - self.leeway_s:
+        self._check_times(expires_at, not_before, current)
+        return _Verified(_grant_from_claims(claims, expires_at), expires_at, not_before)
+
+    def _check_times(self, expires_at: float | None, not_before: float | None, now: float) -> None:
+        """``exp`` and ``nbf`` against ``now``: run on every use, remembered token or not."""
+        if expires_at is not None and expires_at <= now - self.leeway_s:
             raise AuthError("The token has expired; get a new one.", code="token_expired")
-        if not_before is not None and not_before > current + self.leeway_s:
+        if not_before is not None and not_before > now + self.leeway_s:
             raise _invalid("The token is not valid yet: its nbf claim is in the future.")
-        return _grant_from_claims(claims, expires_at)
 
 
 def mint_token(

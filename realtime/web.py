@@ -26,6 +26,7 @@ from .access import (
 )
 from .auth import Grant, extract_token
 from .broker import IdempotencyConflict, RateLimited
+from .directwrite import DirectWriter
 from .errors import (
     AuthError,
     BadRequest,
@@ -109,19 +110,31 @@ def client_address() -> str:
 
 
 def request_token() -> str | None:
+    """The request's token (DESIGN.md order). The cookie and the query string are not even parsed
+    when an ``Authorization`` header is there, since the header wins anyway."""
+    authorization = request.headers.get("Authorization")
+    if authorization:
+        return extract_token(authorization=authorization, cookie=None, query=None)
     return extract_token(
-        authorization=request.headers.get("Authorization"),
+        authorization=None,
         cookie=request.cookies.get(TOKEN_COOKIE),
         query=request.args.get(TOKEN_QUERY),
     )
 
 
-def request_grant() -> Grant | None:
-    """The caller's grant, ``None`` when no token was given; a bad token raises 401."""
+def request_auth() -> tuple[str, Grant] | tuple[None, None]:
+    """The caller's token and its grant, ``(None, None)`` when no token was given; a bad token
+    raises 401. A publish needs the token itself too (an unnamed publisher's scope is its digest),
+    so it is read once with its grant rather than looked up again."""
     token = request_token()
     if token is None:
-        return None
-    return _rt().verifier.verify(token)
+        return None, None
+    return token, _rt().verifier.verify(token)
+
+
+def request_grant() -> Grant | None:
+    """The caller's grant, ``None`` when no token was given; a bad token raises 401."""
+    return request_auth()[1]
 
 
 # -- /events -------------------------------------------------------------------------------------
@@ -205,6 +218,9 @@ def events() -> Response:
         expires_at=grant.expires_at if grant is not None else None,
     )
     disarm = cut_on_overflow(sub, server_socket(request.environ), settings.overflow_grace_s)
+    # Under gunicorn the reader writes live events straight to this stream's socket while the
+    # stream waits (one send per delivery instead of a greenlet wake-up); elsewhere: the queue.
+    sub.writer = DirectWriter.for_environ(request.environ, envelope=envelope, wake=sub.wakeup.set)
 
     def release() -> None:
         rt.hub.unsubscribe(sub)
@@ -221,8 +237,8 @@ def events() -> Response:
 @blueprint.post("/publish")
 def publish() -> tuple[Response, int]:
     rt = _rt()
-    grant = request_grant()
-    if grant is None:
+    token, grant = request_auth()
+    if token is None or grant is None:
         raise AuthError("Publishing needs a token with publish rights.", code="missing_token")
     idempotency = validate_idempotency_key(request.headers.get("Idempotency-Key"))
     settings = rt.settings
@@ -236,12 +252,12 @@ def publish() -> tuple[Response, int]:
         max_batch=settings.max_batch,
     )
     authorize_publish([d.topic for d in drafts], grant)
-    scoped = idempotency_scope(grant, request_token() or "", idempotency) if idempotency else None
+    scoped = idempotency_scope(grant, token, idempotency) if idempotency else None
     try:
         published = rt.broker.publish(
             drafts,
             idempotency=scoped,
-            rate_scope=publisher_scope(grant, request_token() or ""),
+            rate_scope=publisher_scope(grant, token),
             rate=settings.publish_rate,
             burst=settings.publish_burst,
         )

@@ -225,6 +225,85 @@ def test_fractional_exp_is_floored_in_the_grant() -> None:
     assert grant.expires_at == NOW + 10
 
 
+# -- remembered tokens ---------------------------------------------------------------------------
+
+
+def test_a_remembered_token_still_expires_on_time() -> None:
+    verifier = TokenVerifier(secret=SECRET)
+    token = mint_token(secret=SECRET, publish=["a"], ttl_s=60, now=NOW)
+    assert verifier.verify(token, now=NOW).can_publish("a")
+    assert verifier.verify(token, now=NOW + 59).can_publish("a")
+    assert _refusal(verifier, token, now=NOW + 60).code == "token_expired"
+
+
+def test_a_remembered_token_is_refused_before_its_nbf() -> None:
+    verifier = TokenVerifier(secret=SECRET)
+    token = _hs256({"nbf": NOW + 20})
+    assert verifier.verify(token, now=NOW + 20) == ANONYMOUS
+    assert _refusal(verifier, token, now=NOW + 19).code == "invalid_token"
+
+
+def test_a_repeated_token_is_checked_for_its_signature_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    verifier = TokenVerifier(secret=SECRET)
+    token = mint_token(secret=SECRET, publish=["a"], ttl_s=60, now=NOW)
+    for _ in range(3):
+        assert verifier.verify(token, now=NOW).can_publish("a")
+    assert decoded == [token]
+
+
+def test_a_refused_token_is_checked_again_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    verifier = TokenVerifier(secret=SECRET)
+    forged = jwt.encode({"sub": "x"}, "another-secret-" + "y" * 32, algorithm="HS256")
+    expired = mint_token(secret=SECRET, ttl_s=60, now=NOW - 120)
+    for token in (forged, expired, forged, expired):
+        _refusal(verifier, token)
+    assert decoded == [forged, expired, forged, expired]
+
+
+def test_a_token_differing_by_one_character_is_verified_afresh() -> None:
+    verifier = TokenVerifier(secret=SECRET)
+    token = mint_token(secret=SECRET, publish=["a"], ttl_s=60, now=NOW)
+    assert verifier.verify(token, now=NOW).can_publish("a")
+    tampered = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    assert _refusal(verifier, tampered).code == "invalid_token"
+
+
+def test_the_verifier_remembers_at_most_cache_size_tokens() -> None:
+    verifier = TokenVerifier(secret=SECRET, cache_size=2)
+    tokens = [mint_token(secret=SECRET, subject=f"u{i}", ttl_s=60, now=NOW) for i in range(5)]
+    for token in tokens:
+        verifier.verify(token, now=NOW)
+    assert list(verifier._verified) == tokens[-2:]  # the least recently used went first
+    verifier.verify(tokens[3], now=NOW)
+    verifier.verify(tokens[0], now=NOW)
+    assert list(verifier._verified) == [tokens[3], tokens[0]]
+
+
+def test_a_verifier_with_cache_size_zero_remembers_nothing() -> None:
+    verifier = TokenVerifier(secret=SECRET, cache_size=0)
+    token = mint_token(secret=SECRET, ttl_s=60, now=NOW)
+    assert verifier.verify(token, now=NOW).subject is None
+    assert not verifier._verified
+
+
 # -- refusals ------------------------------------------------------------------------------------
 
 

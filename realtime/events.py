@@ -15,6 +15,11 @@ ENVELOPE_EVENT = "message"
 READY_EVENT = "ready"
 
 
+def http_chunk(data: bytes) -> bytes:
+    """One chunk of HTTP/1.1 chunked transfer coding, exactly as gunicorn frames a body write."""
+    return b"%X\r\n%s\r\n" % (len(data), data)
+
+
 class Event:
     """One published event; ``seq`` orders it, ``id`` names it on the wire."""
 
@@ -28,6 +33,7 @@ class Event:
         "_frame",
         "_envelope",
         "_ws",
+        "_chunks",
     )
 
     def __init__(
@@ -42,6 +48,7 @@ class Event:
         self._frame: bytes | None = None
         self._envelope: bytes | None = None
         self._ws: str | None = None
+        self._chunks: dict[bool, bytes] | None = None
 
     @property
     def id(self) -> str:
@@ -69,6 +76,17 @@ class Event:
             )
             self._envelope = encode_event(id=self.id, event=ENVELOPE_EVENT, data=wrapped)
         return self._envelope
+
+    def chunked(self, envelope: bool) -> bytes:
+        """The SSE frame (plain or envelope) as one HTTP/1.1 chunk, for writes straight to a
+        client socket (:mod:`realtime.directwrite`); encoded once, shared by every stream."""
+        if self._chunks is None:
+            self._chunks = {}
+        chunk = self._chunks.get(envelope)
+        if chunk is None:
+            chunk = http_chunk(self.envelope_frame() if envelope else self.frame())
+            self._chunks[envelope] = chunk
+        return chunk
 
     def ws_frame(self) -> str:
         """The WebSocket ``event`` message, encoded once and shared by every connection."""

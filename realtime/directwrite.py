@@ -1,0 +1,167 @@
+"""Writing a live SSE event straight to a ready client socket, from the hub's reader.
+
+Why: waking a stream's greenlet for every event (set its event, switch to it, resume the
+generator, let gunicorn frame and send, switch back) cost 20-50 µs of CPU per delivery, which is
+most of a broadcast to thousands of streams. When the stream's greenlet is parked and has nothing
+queued, the reader can instead hand the event's bytes, encoded once per worker and shared, to a
+non-blocking ``send``: one system call per delivery, the way a C server fans out.
+
+When it may (:meth:`DirectWriter.offer` refuses otherwise, and the event takes the queue path):
+
+* the stream's greenlet is parked in its wait, not in the middle of a write of its own;
+* nothing is queued for the stream, so order holds;
+* the response is gunicorn's plain HTTP/1.x response over TCP, whose headers are out, so we know
+  exactly how it frames a body write (HTTP/1.1 chunks, or raw bytes) and can frame the same way.
+  Any other server, TLS, or a middleware that hides gunicorn's ``start_response`` gets the queue
+  path: correct everywhere, fast where we can prove the framing.
+
+What it keeps: one cursor (``last_seq``) for both paths, so an event is written once; a partial
+send leaves the rest for the stream's greenlet to finish before anything else; the send never
+waits, and the kernel refuses bytes once ``TCP_NOTSENT_LOWAT`` unsent are queued
+(:mod:`realtime.slowclient`), after which events wait in the bounded queue as before, so a client
+that stops reading is still cut at ``REALTIME_MAX_QUEUE``.
+"""
+
+from __future__ import annotations
+
+import _socket
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .events import Event
+
+# Where :func:`expose_server_response` leaves the server's response object in the environ.
+SERVER_RESPONSE_KEY = "realtime.server_response"
+
+# What :meth:`DirectWriter.offer` answers.
+WRITTEN = 1  # the event is on its way (fully sent, or the rest is left to the stream)
+SKIPPED = 0  # the stream already had it (the replay/live seam)
+REFUSED = -1  # not now: queue it for the stream's greenlet
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+
+def expose_server_response(wsgi_app: WsgiApp) -> WsgiApp:
+    """Wrap ``wsgi_app`` so a view can find gunicorn's response object for its request.
+
+    gunicorn passes its response's bound ``start_response``; the object behind it knows whether
+    the body is chunked and whether the headers are out. Nothing is changed for other servers.
+    """
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ[SERVER_RESPONSE_KEY] = getattr(start_response, "__self__", None)
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def _plain_gunicorn_response(response: Any) -> bool:
+    try:
+        from gunicorn.http.wsgi import Response
+    except ImportError:  # pragma: no cover - gunicorn is a dependency
+        return False
+    if type(response) is not Response or getattr(response.cfg, "is_ssl", True):
+        return False
+    sock = response.sock
+    # gevent's socket wraps the OS socket (``_sock``), which gevent keeps non-blocking.
+    return not isinstance(sock, ssl.SSLSocket) and isinstance(
+        getattr(sock, "_sock", None), _socket.socket
+    )
+
+
+class DirectWriter:
+    """The reader's way to one stream's socket, and the cursor that stream shares with it.
+
+    Owned by the stream (:func:`realtime.stream.live`): it calls :meth:`park` before it waits and
+    :meth:`hold` when it wakes; between the two the hub may call :meth:`offer`. Cooperative
+    scheduling makes that enough: nothing else runs between a check and its write.
+    """
+
+    __slots__ = (
+        "_response",
+        "_send",
+        "_chunked",
+        "_envelope",
+        "_wake",
+        "last_seq",
+        "last_write",
+        "pending",
+        "parked",
+        "broken",
+    )
+
+    def __init__(self, response: Any, *, envelope: bool, wake: Callable[[], None]) -> None:
+        self._response = response
+        self._send: Callable[[bytes], int] = response.sock._sock.send  # non-blocking
+        self._chunked = False  # known once the response has started (see park)
+        self._envelope = envelope
+        self._wake = wake
+        self.last_seq = 0
+        self.last_write = 0.0  # monotonic time of the last direct write
+        self.pending = b""  # the unsent end of a partial write; the stream sends it first
+        self.parked = False
+        self.broken = False
+
+    @classmethod
+    def for_environ(
+        cls, environ: dict[str, Any], *, envelope: bool, wake: Callable[[], None]
+    ) -> DirectWriter | None:
+        """A writer for this request's stream, or ``None`` where the framing is not known."""
+        response = environ.get(SERVER_RESPONSE_KEY)
+        if response is None or not _plain_gunicorn_response(response):
+            return None
+        return cls(response, envelope=envelope, wake=wake)
+
+    def bytes_of(self, event: Event) -> bytes:
+        frame = event.envelope_frame() if self._envelope else event.frame()
+        return event.chunked(self._envelope) if self._chunked else frame
+
+    def offer(self, event: Event) -> int:
+        """Write ``event`` now if the stream is parked; :data:`REFUSED` means queue it."""
+        if not self.parked:
+            return REFUSED
+        if event.seq <= self.last_seq:
+            return SKIPPED
+        data = self.bytes_of(event)
+        try:
+            sent = self._send(data)
+        except BlockingIOError:
+            return REFUSED  # the kernel holds enough unsent: the bounded queue takes over
+        except OSError:
+            # The peer is gone: let the stream's own write find out and end it.
+            self.broken = True
+            self.parked = False
+            return REFUSED
+        self.last_seq = event.seq
+        self.last_write = time.monotonic()
+        self._response.sent += sent
+        if sent < len(data):
+            self.pending = data[sent:]
+            self.parked = False
+            self._wake()
+        return WRITTEN
+
+    def park(self) -> None:
+        """The stream is about to wait: the reader may write for it (once headers are out)."""
+        response = self._response
+        self.parked = not self.broken and not self.pending and response.headers_sent
+        self._chunked = response.chunked  # decided by gunicorn when the response started
+
+    def hold(self) -> None:
+        """The stream woke: no direct writes until it parks again; finish a partial write.
+
+        Called from the stream's own greenlet, so the rest of a partial write (already framed)
+        goes out with a plain ``sendall`` that waits cooperatively, like any write of the stream.
+        """
+        self.parked = False
+        if self.pending:
+            rest, self.pending = self.pending, b""
+            self._response.sock.sendall(rest)
+            self._response.sent += len(rest)
+
+    def close(self) -> None:
+        """The stream is ending: never write for it again."""
+        self.parked = False
+        self.broken = True

@@ -2,6 +2,8 @@
 
 from collections.abc import Iterator
 
+import gevent
+import gevent.event
 import pytest
 import redis
 
@@ -13,9 +15,12 @@ from realtime.broker import (
     Draft,
     HistoryLost,
     IdempotencyConflict,
+    Published,
     Retention,
+    ScriptBatcher,
     topic_key,
 )
+from realtime.errors import BrokerError
 from realtime.redis_server import RedisServer
 
 RETENTION = Retention(maxlen=5, ttl_s=0, firehose_maxlen=1000, idempotency_ttl_s=60)
@@ -266,3 +271,173 @@ def test_a_worker_that_saw_nothing_newer_does_not_change_the_epoch(
         assert broker.publish([draft()]).epoch == published.epoch  # normal operation: no rotation
     finally:
         fresh_worker.close()
+
+
+# -- publishes sharing a round trip (ScriptBatcher) ----------------------------------------------
+
+# Keeps Redis busy for ARGV[1] microseconds: every other client's command waits meanwhile, so the
+# publishes started then queue behind one another as they would under load.
+_BUSY_LUA = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= tonumber(ARGV[1])
+return 1
+"""
+_COUNT_LUA = "return redis.call('INCR', KEYS[1])"
+
+
+def busy_redis(url: str, seconds: float) -> gevent.Greenlet:
+    """Start keeping Redis busy for ``seconds`` and return once it is (a greenlet to join)."""
+    client = redis.Redis.from_url(url)
+    started = gevent.event.Event()
+
+    def run() -> None:
+        client.ping()
+        started.set()
+        try:
+            client.eval(_BUSY_LUA, 0, int(seconds * 1_000_000))
+        finally:
+            client.close()
+
+    greenlet = gevent.spawn(run)
+    started.wait(5)
+    gevent.sleep(0.05)  # the script has begun
+    return greenlet
+
+
+def outcome(greenlet: gevent.Greenlet) -> object:
+    greenlet.join(10)
+    assert greenlet.ready()
+    return greenlet.value if greenlet.successful() else greenlet.exception
+
+
+def test_concurrent_publishes_each_get_their_own_ids_and_idempotency_answer(
+    any_redis_server: RedisServer, broker: Broker, raw: redis.Redis
+) -> None:
+    blocker = busy_redis(any_redis_server.url, 0.3)
+    plain = [gevent.spawn(broker.publish, [draft(f"t{i}", str(i))]) for i in range(5)]
+    keyed = [
+        gevent.spawn(broker.publish, [draft("k", "same")], idempotency="sub:a\nkey-1")
+        for _ in range(5)
+    ]
+    blocker.join(5)
+    answers = [outcome(g) for g in plain + keyed]
+    assert all(isinstance(a, Published) for a in answers), answers
+    published = [a for a in answers if isinstance(a, Published)]
+    assert sorted(s for p in published[:5] for s in p.seqs) == sorted(
+        {s for p in published[:5] for s in p.seqs}
+    )
+    assert len({p.seqs for p in published[5:]}) == 1
+    assert [p.duplicate for p in published[5:]].count(False) == 1
+    assert raw.xlen(FIREHOSE_KEY) == 6
+
+
+def test_a_failing_script_call_fails_only_its_own_publish(
+    any_redis_server: RedisServer, broker: Broker, raw: redis.Redis
+) -> None:
+    raw.set(topic_key("bad"), "not a stream")  # XADD to it fails inside the script
+    blocker = busy_redis(any_redis_server.url, 0.3)
+    greenlets = [gevent.spawn(broker.publish, [draft(t)]) for t in ("good1", "bad", "good2")]
+    blocker.join(5)
+    good1, bad, good2 = (outcome(g) for g in greenlets)
+    assert isinstance(bad, BrokerError)
+    assert isinstance(good1, Published) and isinstance(good2, Published)
+    assert [e.topic for e in broker.replay(["good1", "good2"], good1.epoch, 0, 10)] == [
+        "good1",
+        "good2",
+    ]
+
+
+def test_rate_limits_of_publishes_sharing_a_round_trip_stay_per_publisher(
+    any_redis_server: RedisServer, broker: Broker
+) -> None:
+    blocker = busy_redis(any_redis_server.url, 0.3)
+    greenlets = [
+        gevent.spawn(broker.publish, [draft()], rate_scope=scope, rate=1, burst=1)
+        for scope in ("sub:a", "sub:a", "sub:b", "sub:a")
+    ]
+    blocker.join(5)
+    answers = [outcome(g) for g in greenlets]
+    assert [type(a).__name__ for a in answers] == [
+        "Published",
+        "RateLimited",
+        "Published",
+        "RateLimited",
+    ]
+
+
+def test_a_flushed_publish_script_is_loaded_again(broker: Broker, raw: redis.Redis) -> None:
+    first = broker.publish([draft()])
+    raw.script_flush()
+    assert broker.publish([draft()]).seqs == (first.seqs[0] + 1,)
+
+
+def test_a_publish_after_redis_dropped_the_connection_reconnects(
+    broker: Broker, raw: redis.Redis
+) -> None:
+    broker.publish([draft()])
+    assert raw.client_kill_filter(_type="normal", skipme=True) >= 1
+    assert broker.publish([draft()]).seqs == (2,)
+
+
+def test_a_call_that_waits_past_its_timeout_is_refused_and_never_sent(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=1)
+    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=0.2)
+    try:
+        blocker = busy_redis(any_redis_server.url, 0.6)
+        first = gevent.spawn(batcher, ["counter"], [])
+        gevent.sleep(0.05)  # first is in flight, waiting for Redis
+        late = gevent.spawn(batcher, ["counter"], [])
+        refused = outcome(late)
+        assert isinstance(refused, BrokerError) and "nothing was sent" in str(refused)
+        blocker.join(5)
+        assert outcome(first) == 1
+        assert batcher(["counter"], []) == 2
+        assert raw.get("counter") == b"2"
+    finally:
+        pool.disconnect()
+
+
+def test_a_waiting_caller_that_is_killed_is_never_sent(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=1)
+    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5)
+    try:
+        blocker = busy_redis(any_redis_server.url, 0.3)
+        first = gevent.spawn(batcher, ["counter"], [])
+        gevent.sleep(0.05)  # first is in flight, waiting for Redis
+        waiting = [gevent.spawn(batcher, ["counter"], []) for _ in range(2)]
+        gevent.sleep(0.05)  # both are queued behind it
+        waiting[0].kill()
+        blocker.join(5)
+        assert outcome(first) == 1
+        assert isinstance(outcome(waiting[0]), gevent.GreenletExit)
+        assert outcome(waiting[1]) == 2
+        assert batcher(["counter"], []) == 3
+        assert raw.get("counter") == b"3"
+    finally:
+        pool.disconnect()
+
+
+def test_a_caller_killed_mid_round_trip_hands_the_next_one_on(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=1)
+    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5)
+    try:
+        blocker = busy_redis(any_redis_server.url, 0.3)
+        first = gevent.spawn(batcher, ["counter"], [])
+        gevent.sleep(0.05)  # first is in flight, waiting for Redis
+        queued = gevent.spawn(batcher, ["counter"], [])
+        gevent.sleep(0.05)
+        first.kill()  # its INCR was sent: whether it ran is unknown, as with any lost answer
+        assert isinstance(outcome(first), gevent.GreenletExit)
+        blocker.join(5)
+        answer = outcome(queued)
+        assert answer in (1, 2)
+        assert batcher(["counter"], []) == answer + 1  # the dropped connection was replaced
+    finally:
+        pool.disconnect()

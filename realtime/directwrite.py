@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .events import Event
+from .events import Event, EventRun
 
 # Where :func:`expose_server_response` leaves the server's response object in the environ.
 SERVER_RESPONSE_KEY = "realtime.server_response"
@@ -114,17 +114,35 @@ class DirectWriter:
             return None
         return cls(response, envelope=envelope, wake=wake)
 
-    def bytes_of(self, event: Event) -> bytes:
-        frame = event.envelope_frame() if self._envelope else event.frame()
-        return event.chunked(self._envelope) if self._chunked else frame
-
     def offer(self, event: Event) -> int:
         """Write ``event`` now if the stream is parked; :data:`REFUSED` means queue it."""
         if not self.parked:
             return REFUSED
         if event.seq <= self.last_seq:
             return SKIPPED
-        data = self.bytes_of(event)
+        if self._chunked:
+            data = event.chunked(self._envelope)
+        else:
+            data = event.envelope_frame() if self._envelope else event.frame()
+        return self._write(data, event.seq)
+
+    def offer_run(self, run: EventRun) -> int:
+        """Write a whole run in one send if the stream is parked and had none of it yet.
+
+        Answers how many events were written, or :data:`REFUSED` (queue them all: the stream's
+        own cursor then skips what it already had, the rare replay/live seam).
+        """
+        if not self.parked:
+            return REFUSED
+        if run.last_seq <= self.last_seq:
+            return SKIPPED
+        if run.first_seq <= self.last_seq:
+            return REFUSED
+        if self._write(run.wire(self._envelope, self._chunked), run.last_seq) == REFUSED:
+            return REFUSED
+        return len(run.events)
+
+    def _write(self, data: bytes, last_seq: int) -> int:
         try:
             sent = self._send(data)
         except BlockingIOError:
@@ -134,7 +152,7 @@ class DirectWriter:
             self.broken = True
             self.parked = False
             return REFUSED
-        self.last_seq = event.seq
+        self.last_seq = last_seq
         self.last_write = time.monotonic()
         self._response.sent += sent
         if sent < len(data):

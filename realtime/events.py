@@ -106,3 +106,34 @@ class Event:
 
     def __repr__(self) -> str:
         return f"Event({self.id!r}, topic={self.topic!r}, type={self.type!r})"
+
+
+class EventRun:
+    """Consecutive events of one topic from one read of the firehose, in seq order.
+
+    A stream that follows only that topic gets the whole run in one write: under load the reader
+    reads several events at once, and one system call per stream instead of one per event is what
+    lets a saturated worker catch up. The joined bytes are built once per worker and shared.
+    """
+
+    __slots__ = ("events", "first_seq", "last_seq", "_wire")
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.first_seq = events[0].seq
+        self.last_seq = events[-1].seq
+        self._wire: dict[tuple[bool, bool], bytes] = {}
+
+    def wire(self, envelope: bool, chunked: bool) -> bytes:
+        """Every event's SSE frame (plain or envelope), each its own HTTP chunk if ``chunked``."""
+        key = (envelope, chunked)
+        data = self._wire.get(key)
+        if data is None:
+            if chunked:
+                data = b"".join(e.chunked(envelope) for e in self.events)
+            elif envelope:
+                data = b"".join(e.envelope_frame() for e in self.events)
+            else:
+                data = b"".join(e.frame() for e in self.events)
+            self._wire[key] = data
+        return data

@@ -30,7 +30,7 @@ from gevent import Greenlet
 from . import metrics
 from .broker import Broker, FirehoseReader
 from .errors import BrokerError, TooManyRequests, Unavailable
-from .events import Event
+from .events import Event, EventRun
 from .presence import Presence
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,13 @@ SHUTDOWN = "shutdown"
 class DirectOffer(Protocol):
     """A stream's way to take an event straight from the reader (:mod:`realtime.directwrite`).
 
-    ``offer`` answers 1 (written), 0 (the stream already had it) or -1 (refused: queue it).
+    ``offer`` answers 1 (written), 0 (the stream already had it) or -1 (refused: queue it);
+    ``offer_run`` the number of events written, 0, or -1 for a whole run of one topic.
     """
 
     def offer(self, event: Event) -> int: ...
+
+    def offer_run(self, run: EventRun) -> int: ...
 
     def close(self) -> None: ...
 
@@ -343,9 +346,8 @@ class Hub:
             self.epoch, self.position = epoch, head
 
     def _dispatch(self, events: list[Event], reader: FirehoseReader) -> None:
-        woken: set[Subscription] = set()
-        direct = 0  # deliveries written by the reader itself, counted once per batch
-        written: list[Event] = []
+        """Check continuity, then hand this read's events to the subscriptions of their topics."""
+        batch: list[Event] = []
         for event in events:
             if event.epoch != self.epoch:
                 self._resync(f"firehose carries epoch {event.epoch}, expected {self.epoch}")
@@ -353,25 +355,62 @@ class Hub:
                 break
             if event.seq != self.position + 1:
                 self._resync(f"firehose gap: expected seq {self.position + 1}, got {event.seq}")
-                woken.clear()
+                batch.clear()  # every subscription was closed: nobody is left to deliver to
             self.position = event.seq
-            subs = self._by_topic.get(event.topic)
-            if not subs:
-                continue
+            if event.topic in self._by_topic:
+                batch.append(event)
+        if self.epoch is not None:
+            self.broker.high_water.observe(self.epoch, self.position)
+        if batch:
+            self._deliver(batch)
+
+    def _deliver(self, batch: list[Event]) -> None:
+        """Write what can be written now; queue the rest and wake those streams.
+
+        A stream of one topic takes that topic's events of the batch as one run (one write);
+        a stream of several topics takes them one by one, in seq order across its topics.
+        """
+        woken: set[Subscription] = set()
+        direct = 0  # deliveries written by the reader itself, counted once per batch
+        written: list[Event] = []
+        runs: dict[str, list[Event]] = {}
+        for event in batch:
+            runs.setdefault(event.topic, []).append(event)
+        several_topics = False
+        for topic, topic_events in runs.items():
+            run = EventRun(topic_events)
             before = direct
-            for sub in subs:
+            for sub in self._by_topic[topic]:
+                if len(sub.topics) > 1:
+                    several_topics = True
+                    continue
                 writer = sub.writer
                 if writer is not None and not sub.queue:
-                    outcome = writer.offer(event)
+                    outcome = writer.offer_run(run)
                     if outcome >= 0:
                         direct += outcome
                         continue
-                if sub.push(event):
-                    woken.add(sub)
+                for event in topic_events:
+                    if sub.push(event):
+                        woken.add(sub)
             if direct != before:
-                written.append(event)
-        if self.epoch is not None:
-            self.broker.high_water.observe(self.epoch, self.position)
+                written += topic_events
+        if several_topics:
+            for event in batch:
+                before = direct
+                for sub in self._by_topic.get(event.topic, ()):
+                    if len(sub.topics) == 1:
+                        continue
+                    writer = sub.writer
+                    if writer is not None and not sub.queue:
+                        outcome = writer.offer(event)
+                        if outcome >= 0:
+                            direct += outcome
+                            continue
+                    if sub.push(event):
+                        woken.add(sub)
+                if direct != before and event not in written:
+                    written.append(event)
         if direct:
             metrics.DELIVERED.labels("sse").inc(direct)  # only SSE streams write directly
             metrics.WRITTEN_DIRECT.inc(direct)

@@ -332,8 +332,9 @@ def test_events_the_reader_writes_straight_to_sockets_arrive_exact_in_every_fram
     gunicorn_factory: Any, redis_url: str
 ) -> None:
     """The reader frames live events itself (HTTP/1.1 chunks, HTTP/1.0 raw bytes, envelope or
-    not) and may write only part of one to a full socket: every client still parses exactly the
-    published events, with a strict chunk parser, whether it reads at once or much later."""
+    not), joins a topic's events of one read into one write, and may write only part of it to a
+    full socket: every client still parses exactly its events in publish order, with a strict
+    chunk parser, whether it reads at once or much later, on one topic or two."""
     server: Gunicorn = gunicorn_factory(redis_url, workers=1)
     path = f"/events?topic=direct&access_token={TOKEN}"
     clients = {
@@ -341,6 +342,7 @@ def test_events_the_reader_writes_straight_to_sockets_arrive_exact_in_every_fram
         "envelope": SocketStream(server.port, path + "&envelope=1"),
         "http/1.0": SocketStream(server.port, path, http_version="1.0"),
         "late reader": SocketStream(server.port, path, rcvbuf=4096),
+        "two topics": SocketStream(server.port, path + "&topic=other"),
     }
     for stream in clients.values():
         stream.read_events(time.monotonic() + 5)
@@ -348,24 +350,34 @@ def test_events_the_reader_writes_straight_to_sockets_arrive_exact_in_every_fram
     assert "transfer-encoding" not in clients["http/1.0"].headers
     before = written_direct(server.url)
 
-    # Small, multi-line, non-ASCII, and larger than the late reader's buffer (partial sends).
-    datas = ["a", "two\nlines", "é ✓ 😀", "x" * 30_000, "", "y" * 60_000, "tail"] * 4
-    published = []
+    # Batches that mix the two topics (runs of several events of a topic), then one at a time:
+    # small, multi-line, non-ASCII, and larger than the late reader's buffer (partial sends).
+    datas = ["a", "two\nlines", "é ✓ 😀", "x" * 30_000, "", "y" * 60_000, "tail"] * 3
+    published: list[tuple[str, str, str]] = []
+    for round_ in range(5):
+        batch = [
+            {"topic": "direct" if i % 3 else "other", "type": "t", "data": f"{round_}.{i}"}
+            for i in range(12)
+        ]
+        ids = post_json(server.url, {"events": batch})["ids"]
+        published += [(i, e["topic"], e["data"]) for i, e in zip(ids, batch, strict=True)]
+        gevent.sleep(0.01)  # let the streams park between writes: the reader writes for them
     for data in datas:
         event_id = post_json(server.url, {"topic": "direct", "type": "t", "data": data})["id"]
-        published.append((event_id, data))
-        gevent.sleep(0.01)  # let the streams park between events: the reader writes for them
+        published.append((event_id, "direct", data))
+        gevent.sleep(0.01)
 
     for name, stream in clients.items():
+        wanted = [(i, d) for i, topic, d in published if topic == "direct" or name == "two topics"]
         got = []
         deadline = time.monotonic() + 20
-        while len(got) < len(published) and time.monotonic() < deadline:
+        while len(got) < len(wanted) and time.monotonic() < deadline:
             got += [e for e in stream.read_events(deadline) if e.type in ("t", "message")]
         if name == "envelope":
             received = [(e.last_event_id, json.loads(e.data)["data"]) for e in got]
             assert all(json.loads(e.data)["type"] == "t" for e in got)
         else:
             received = [(e.last_event_id, e.data) for e in got]
-        assert received == published, name
+        assert received == wanted, name
         stream.close()
     assert written_direct(server.url) - before > 0

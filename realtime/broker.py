@@ -27,12 +27,14 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import select
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import gevent.monkey
 import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
@@ -308,6 +310,23 @@ class HighWater:
 
 
 _NO_REPLY: Any = object()
+# The operating system's poll even under gevent's patching: a zero-timeout readiness check that
+# never needs the hub (gevent's own takes a timer and two greenlet switches).
+_os_poll = gevent.monkey.get_original("select", "poll")
+
+
+def _readable(conn: Any) -> bool:
+    """Whether an idle connection's socket has anything to read: an answer nobody waits for, or
+    the end of a connection the server closed. Either way it must not carry the next command."""
+    sock = getattr(conn, "_sock", None)  # None: not connected, so the next send connects
+    if sock is None:
+        return False
+    poller = _os_poll()
+    try:
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # a socket closed under us counts as readable: replace it
+        return True
 
 
 class _ScriptCall:
@@ -347,9 +366,23 @@ class ScriptBatcher:
     any lost answer; calls not yet sent are not touched by it. Nothing is retried, so a call is
     never run twice. Uses :mod:`threading` primitives, which are gevent's under gevent's patching
     and real ones without it.
+
+    With ``dedicated`` the batcher keeps a connection of its own (made like the pool's) instead
+    of checking one out of ``pool`` for each busy spell. A checkout polls the socket through
+    gevent's ``select.poll``, a timer and two greenlet switches, which cost a publish at low load
+    as much as the rest of its Redis work; the dedicated connection is polled before each busy
+    spell too, so one that Redis closed meanwhile is replaced rather than failing a publish, but
+    with the operating system's poll, which answers at once.
     """
 
-    def __init__(self, pool: redis.ConnectionPool, script: str, *, wait_timeout: float) -> None:
+    def __init__(
+        self,
+        pool: redis.ConnectionPool,
+        script: str,
+        *,
+        wait_timeout: float,
+        dedicated: bool = False,
+    ) -> None:
         self._pool = pool
         self._script = script
         self._sha = hashlib.sha1(script.encode()).hexdigest()
@@ -357,7 +390,17 @@ class ScriptBatcher:
         self._lock = threading.Lock()
         self._queue: list[_ScriptCall] = []
         self._busy = False  # a caller is running a round trip (or has been handed the next)
-        self._conn: Any = None  # held across handed-over round trips, back to the pool when idle
+        self._conn: Any = None  # the connection of the current busy spell
+        self._own: Any = pool.connection_class(**pool.connection_kwargs) if dedicated else None
+
+    def connect(self) -> None:
+        """Open the dedicated connection now (:meth:`Broker.warm`); without one, nothing."""
+        if self._own is not None:
+            self._own.connect()
+
+    def close(self) -> None:
+        if self._own is not None:
+            self._own.disconnect()
 
     def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """Run the script with ``keys`` and ``args``; its reply, or the error for this call."""
@@ -418,11 +461,21 @@ class ScriptBatcher:
                 call.done.set()
             self._hand_over()
 
+    def _checkout(self) -> Any:
+        """The connection for a new busy spell: the dedicated one, replaced if Redis closed it
+        (or sent something nobody asked for) while it was idle, as the pool would; or one from
+        the pool."""
+        if self._own is None:
+            return self._pool.get_connection()
+        if _readable(self._own):
+            self._own.disconnect()  # the next send connects afresh
+        return self._own
+
     def _round_trip(self, batch: list[_ScriptCall]) -> None:
         conn = self._conn
         try:
             if conn is None:
-                conn = self._conn = self._pool.get_connection()
+                conn = self._conn = self._checkout()
             pending = batch
             for _attempt in range(2):  # a second pass only after loading a flushed script
                 conn.send_packed_command(conn.pack_commands([c.command for c in pending]))
@@ -461,7 +514,7 @@ class ScriptBatcher:
                 return
             self._busy = False
             conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is not None and conn is not self._own:
             self._pool.release(conn)
 
 
@@ -481,7 +534,8 @@ class Broker:
 
     The pool is a :class:`redis.BlockingConnectionPool` of ``pool_size`` connections opened up
     front: callers wait for a free connection instead of failing (redis-py's default pool raises
-    when full), and a worker holds the same connections whatever its client count.
+    when full), and a worker holds the same connections whatever its client count. Publishing
+    keeps one of the ``pool_size`` for itself (a pool of one is shared).
     """
 
     def __init__(
@@ -496,9 +550,13 @@ class Broker:
         self.url = url
         self.retention = retention
         self.pool_size = pool_size
+        # Publishing keeps one of the pool_size connections for itself (see ScriptBatcher);
+        # with a pool of one it borrows that one for each busy spell instead.
+        dedicated = pool_size > 1
+        self._pooled = pool_size - 1 if dedicated else pool_size
         self._pool = redis.BlockingConnectionPool.from_url(
             url,
-            max_connections=pool_size,
+            max_connections=self._pooled,
             timeout=pool_timeout,
             socket_timeout=socket_timeout,
             socket_connect_timeout=socket_timeout,
@@ -506,7 +564,10 @@ class Broker:
         )
         self._redis = redis.Redis(connection_pool=self._pool)
         self._publish = ScriptBatcher(
-            self._pool, _PUBLISH_LUA, wait_timeout=pool_timeout + 2 * socket_timeout
+            self._pool,
+            _PUBLISH_LUA,
+            wait_timeout=pool_timeout + 2 * socket_timeout,
+            dedicated=dedicated,
         )
         self._check = self._redis.register_script(_CHECK_LUA)
         self._page = self._redis.register_script(_PAGE_LUA)
@@ -520,10 +581,11 @@ class Broker:
         """Open every pooled connection now, so the count never changes with load."""
         held = []
         try:
-            for _ in range(self.pool_size):
+            for _ in range(self._pooled):
                 conn = self._pool.get_connection()  # type: ignore[no-untyped-call]
                 held.append(conn)
                 conn.connect()
+            self._publish.connect()
         except RedisError as exc:
             raise BrokerError(f"Redis is unreachable: {exc}") from exc
         finally:
@@ -538,6 +600,7 @@ class Broker:
 
     def close(self) -> None:
         self._pool.disconnect()
+        self._publish.close()
 
     def reader(self) -> FirehoseReader:
         """A dedicated connection for one hub's blocking reads of the firehose."""

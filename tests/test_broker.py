@@ -372,19 +372,41 @@ def test_a_flushed_publish_script_is_loaded_again(broker: Broker, raw: redis.Red
     assert broker.publish([draft()]).seqs == (first.seqs[0] + 1,)
 
 
+@pytest.mark.parametrize("pool_size", [1, 2], ids=["shared", "dedicated"])
 def test_a_publish_after_redis_dropped_the_connection_reconnects(
-    broker: Broker, raw: redis.Redis
+    any_redis_server: RedisServer, raw: redis.Redis, pool_size: int
 ) -> None:
-    broker.publish([draft()])
-    assert raw.client_kill_filter(_type="normal", skipme=True) >= 1
-    assert broker.publish([draft()]).seqs == (2,)
+    broker = Broker(any_redis_server.url, retention=RETENTION, pool_size=pool_size)
+    try:
+        broker.publish([draft()])
+        assert raw.client_kill_filter(_type="normal", skipme=True) >= 1
+        gevent.sleep(0.05)  # the close reaches our end of the socket
+        assert broker.publish([draft()]).seqs == (2,)
+    finally:
+        broker.close()
 
 
-def test_a_call_that_waits_past_its_timeout_is_refused_and_never_sent(
+def test_publishing_and_replay_share_a_pool_of_one(
     any_redis_server: RedisServer, raw: redis.Redis
 ) -> None:
+    before = len(raw.client_list())
+    broker = Broker(any_redis_server.url, retention=RETENTION, pool_size=1, pool_timeout=1)
+    try:
+        broker.warm()
+        first = broker.publish([draft("a", "1")])
+        assert [e.data for e in broker.replay(["a"], first.epoch, 0, 1)] == ["1"]
+        assert broker.publish([draft("a", "2")]).seqs == (2,)
+        assert len(raw.client_list()) == before + 1
+    finally:
+        broker.close()
+
+
+@pytest.mark.parametrize("dedicated", [False, True], ids=["pooled", "dedicated"])
+def test_a_call_that_waits_past_its_timeout_is_refused_and_never_sent(
+    any_redis_server: RedisServer, raw: redis.Redis, dedicated: bool
+) -> None:
     pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=1)
-    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=0.2)
+    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=0.2, dedicated=dedicated)
     try:
         blocker = busy_redis(any_redis_server.url, 0.6)
         first = gevent.spawn(batcher, ["counter"], [])
@@ -397,14 +419,16 @@ def test_a_call_that_waits_past_its_timeout_is_refused_and_never_sent(
         assert batcher(["counter"], []) == 2
         assert raw.get("counter") == b"2"
     finally:
+        batcher.close()
         pool.disconnect()
 
 
+@pytest.mark.parametrize("dedicated", [False, True], ids=["pooled", "dedicated"])
 def test_a_waiting_caller_that_is_killed_is_never_sent(
-    any_redis_server: RedisServer, raw: redis.Redis
+    any_redis_server: RedisServer, raw: redis.Redis, dedicated: bool
 ) -> None:
     pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=1)
-    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5)
+    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5, dedicated=dedicated)
     try:
         blocker = busy_redis(any_redis_server.url, 0.3)
         first = gevent.spawn(batcher, ["counter"], [])
@@ -419,14 +443,16 @@ def test_a_waiting_caller_that_is_killed_is_never_sent(
         assert batcher(["counter"], []) == 3
         assert raw.get("counter") == b"3"
     finally:
+        batcher.close()
         pool.disconnect()
 
 
+@pytest.mark.parametrize("dedicated", [False, True], ids=["pooled", "dedicated"])
 def test_a_caller_killed_mid_round_trip_hands_the_next_one_on(
-    any_redis_server: RedisServer, raw: redis.Redis
+    any_redis_server: RedisServer, raw: redis.Redis, dedicated: bool
 ) -> None:
     pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=1)
-    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5)
+    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5, dedicated=dedicated)
     try:
         blocker = busy_redis(any_redis_server.url, 0.3)
         first = gevent.spawn(batcher, ["counter"], [])
@@ -440,4 +466,5 @@ def test_a_caller_killed_mid_round_trip_hands_the_next_one_on(
         assert answer in (1, 2)
         assert batcher(["counter"], []) == answer + 1  # the dropped connection was replaced
     finally:
+        batcher.close()
         pool.disconnect()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import os
 import select
 import threading
 import time
@@ -392,6 +393,7 @@ class ScriptBatcher:
         self._busy = False  # a caller is running a round trip (or has been handed the next)
         self._conn: Any = None  # the connection of the current busy spell
         self._own: Any = pool.connection_class(**pool.connection_kwargs) if dedicated else None
+        self._pid = os.getpid()
 
     def connect(self) -> None:
         """Open the dedicated connection now (:meth:`Broker.warm`); without one, nothing."""
@@ -467,7 +469,12 @@ class ScriptBatcher:
         the pool."""
         if self._own is None:
             return self._pool.get_connection()
-        if _readable(self._own):
+        if self._pid != os.getpid():
+            # A forked child (gunicorn --preload) must not talk on its parent's socket: like
+            # redis-py's pool, it leaves that one alone and makes its own.
+            self._own = self._pool.connection_class(**self._pool.connection_kwargs)
+            self._pid = os.getpid()
+        elif _readable(self._own):
             self._own.disconnect()  # the next send connects afresh
         return self._own
 

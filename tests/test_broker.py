@@ -468,3 +468,19 @@ def test_a_caller_killed_mid_round_trip_hands_the_next_one_on(
     finally:
         batcher.close()
         pool.disconnect()
+
+
+def test_a_forked_worker_opens_its_own_publish_connection(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    broker = Broker(any_redis_server.url, retention=RETENTION, pool_size=2)
+    try:
+        broker.publish([draft()])
+        inherited = broker._publish._own
+        broker._publish._pid = -1  # as if this process were a child forked after that publish
+        assert broker.publish([draft()]).seqs == (2,)
+        assert broker._publish._own is not inherited
+        assert inherited._sock is not None  # the parent's socket is left to the parent
+        inherited.disconnect()
+    finally:
+        broker.close()

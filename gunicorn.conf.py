@@ -130,6 +130,11 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, handle_exit)
     signal.siginterrupt(signal.SIGTERM, False)
 
+    # Full GC passes must not scan every open stream's objects (see realtime/gcpolicy.py).
+    from realtime import gcpolicy
+
+    gcpolicy.start()
+
 
 def child_exit(server, worker):
     """A dead worker's connections gauge must stop counting (prometheus multiprocess mode)."""

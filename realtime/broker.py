@@ -376,6 +376,10 @@ class ScriptBatcher:
     with the operating system's poll, which answers at once.
     """
 
+    #: Calls sent in one write at most: the callers of a batch are answered when its last reply
+    #: is read, so the first of a long queue is not kept waiting for thousands behind it.
+    MAX_BATCH = 256
+
     def __init__(
         self,
         pool: redis.ConnectionPool,
@@ -447,9 +451,10 @@ class ScriptBatcher:
         self._hand_over()  # it was to run the next round trip: pass that on
 
     def _run_batch(self) -> None:
-        """Send every queued call in one write, read their replies, then hand over or go idle."""
+        """Send the queued calls (up to :attr:`MAX_BATCH`) in one write, read their replies, then
+        hand over or go idle."""
         with self._lock:
-            batch, self._queue = self._queue, []
+            batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
         try:
             self._round_trip(batch)
         except BaseException as exc:  # our own caller was killed or hit a bug: fail the rest

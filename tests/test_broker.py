@@ -484,3 +484,20 @@ def test_a_forked_worker_opens_its_own_publish_connection(
         inherited.disconnect()
     finally:
         broker.close()
+
+
+def test_a_queue_longer_than_a_batch_is_sent_in_several_each_call_answered_once(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=2)
+    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5, dedicated=True)
+    batcher.MAX_BATCH = 3
+    try:
+        blocker = busy_redis(any_redis_server.url, 0.3)
+        greenlets = [gevent.spawn(batcher, ["counter"], []) for _ in range(10)]
+        blocker.join(5)
+        assert sorted(int(str(outcome(g))) for g in greenlets) == list(range(1, 11))
+        assert raw.get("counter") == b"10"
+    finally:
+        batcher.close()
+        pool.disconnect()

@@ -6,14 +6,14 @@ scans every one of them: with 2,000 open streams a pass paused the worker for 16
 one came every few seconds under steady publishing (transient objects promoted to the oldest
 generation trip its 25 % rule), so a unicast p99 that was 3 ms without them was 24 ms with them.
 
-The fix is CPython's own tool for long-lived heaps (``gc.freeze``, documented for pre-fork
-servers; Instagram's use of it is the well-known case): every :data:`FREEZE_EVERY_S` the survivors move to the permanent generation, which
-no automatic pass scans, so a full pass only looks at what is younger (about 1.5 ms in the same
-run). A frozen object that later becomes part of a reference cycle (some closed streams leave
-one) would never be reclaimed, so every :data:`RECLAIM_EVERY_S` the worker unfreezes, collects
-once, and freezes again: memory stays bounded, and the one long pause moves from every few
-seconds to once in that period. Objects freed by reference counting, nearly all of them, are
-freed at once either way.
+The fix is CPython's own tool for long-lived heaps, ``gc.freeze`` (documented for pre-fork
+servers; Instagram's use of it is the well-known case): every :data:`FREEZE_EVERY_S` the
+survivors move to the permanent generation, which no automatic pass scans, so a full pass only
+looks at what is younger (about 1.5 ms in the same run). A frozen object that later becomes part
+of a reference cycle (some closed streams leave one) would never be reclaimed, so every
+:data:`RECLAIM_EVERY_S` the worker unfreezes, collects once, and freezes again: memory stays
+bounded, and the one long pause moves from every few seconds to once in that period. Objects
+freed by reference counting, nearly all of them, are freed at once either way.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from .extension import RealtimeState, state
 from .publishing import parse_publish, validate_idempotency_key
 from .slowclient import cut_on_overflow, server_socket
 from .sse import encode_retry
-from .stream import StreamPlan, control_event, event_stream, topics_of
+from .stream import StreamBody, StreamPlan, control_event, event_stream, topics_of
 from .topics import validate_topic
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,17 @@ def requested_last_id() -> str | None:
 
 
 def sse_response(body: Any) -> Response:
-    """A 200 ``text/event-stream`` with the headers every stream carries (DESIGN.md)."""
-    return Response(body, status=200, content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
+    """A 200 ``text/event-stream`` with the headers every stream carries (DESIGN.md).
+
+    A live stream's :class:`StreamBody` goes to the server as it is (``direct_passthrough``).
+    """
+    return Response(
+        body,
+        status=200,
+        content_type=SSE_CONTENT_TYPE,
+        headers=SSE_HEADERS,
+        direct_passthrough=isinstance(body, StreamBody),
+    )
 
 
 def draining_stream() -> Response:
@@ -226,9 +235,7 @@ def events() -> Response:
         rt.hub.unsubscribe(sub)
         disarm()
 
-    response = sse_response(event_stream(rt.hub, rt.broker, sub, plan))
-    response.call_on_close(release)
-    return response
+    return sse_response(StreamBody(event_stream(rt.hub, rt.broker, sub, plan), release))
 
 
 # -- /publish ------------------------------------------------------------------------------------

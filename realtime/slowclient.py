@@ -45,6 +45,36 @@ def bound_unsent(sock: socket.socket | None, limit: int = UNSENT_LIMIT_BYTES) ->
         pass  # not TCP (a Unix socket behind a proxy): that kernel buffer is fixed anyway
 
 
+class OverflowCut:
+    """What :func:`cut_on_overflow` arms: one small object per stream (not three closures; a
+    worker holds thousands of idle streams)."""
+
+    __slots__ = ("_sub", "_sock", "_grace_s", "_timer")
+
+    def __init__(self, sub: Subscription, sock: socket.socket | None, grace_s: float) -> None:
+        self._sub = sub
+        self._sock = sock
+        self._grace_s = grace_s
+        self._timer: gevent.Greenlet | None = None
+
+    def on_close(self, reason: str) -> None:
+        if reason == OVERFLOW and self._timer is None:
+            self._timer = gevent.spawn_later(self._grace_s, self._cut)
+
+    def _cut(self) -> None:
+        if self._sock is None:
+            return
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def disarm(self) -> None:
+        self._sub.on_close = None
+        if self._timer is not None:
+            self._timer.kill(block=False)
+
+
 def cut_on_overflow(
     sub: Subscription, sock: socket.socket | None, grace_s: float
 ) -> Callable[[], None]:
@@ -54,24 +84,6 @@ def cut_on_overflow(
     client that stops reading reaches its queue bound after about ``UNSENT_LIMIT_BYTES``.
     """
     bound_unsent(sock)
-    timers: list[gevent.Greenlet] = []
-
-    def cut() -> None:
-        if sock is None:
-            return
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def on_close(reason: str) -> None:
-        if reason == OVERFLOW:
-            timers.append(gevent.spawn_later(grace_s, cut))
-
-    def disarm() -> None:
-        sub.on_close = None
-        for timer in timers:
-            timer.kill(block=False)
-
-    sub.on_close = on_close
-    return disarm
+    cut = OverflowCut(sub, sock, grace_s)
+    sub.on_close = cut.on_close
+    return cut.disarm

@@ -414,6 +414,9 @@ def hub_section() -> str:
 bounded per-connection queues) feeding N consumers that run the real SSE `live()` generator,
 pinned to CPU 0; `redis-server` and the publisher pinned to CPU 1. Sockets are left out on
 purpose, to isolate the hub and framing from the kernel; the suite above measures the whole path.
+Without sockets no stream has a direct writer, so this is the *queue path*: the one a stream
+takes when it is busy, behind, or not served by gunicorn. Under gunicorn the reader writes to a
+waiting stream's socket itself (`realtime/directwrite.py`), which the suite measures.
 
 - **burst**: {burst["events"]:,} events published back to back to {burst["subscribers"]:,}
   subscribers of one topic. Bursts coalesce: a woken consumer writes everything queued in one chunk.

@@ -443,6 +443,54 @@ bookkeeping (parsing the id back out of each chunk).
 """
 
 
+def hot_path_section() -> str:
+    """What was done to the hot path, and what stands between realtime and the issue's targets.
+
+    Written by hand from measurements (dated), not from this run's JSON: the table above has the
+    latest figures."""
+    return """## The hot path: what was done, and what is left (measured 2026-11-22)
+
+- **The reader writes to waiting sockets itself** (`realtime/directwrite.py`). A broadcast used
+  to wake one greenlet per subscriber per event (set, switch, resume the generator, let gunicorn
+  frame and send): 45-50 µs of worker CPU per delivery. When a stream's greenlet is parked with
+  nothing queued, the reader now sends the event's bytes, encoded and chunk-framed once per
+  worker, with one non-blocking `send`: 12-15 µs per delivery, of which the `send` is most (85 %
+  of the worker's samples at 10,000 subscribers; a loopback TCP `send` alone costs 8-12 µs on
+  this machine, Nchan's whole delivery 10 µs). Busy or slow streams keep the bounded queue.
+- **A topic's events of one firehose read go out as one write per stream**, so a saturated
+  worker catches up instead of falling further behind.
+- **Full GC passes no longer scan every open stream** (`realtime/gcpolicy.py`, `gc.freeze`):
+  with 2,000 streams a pass paused the worker 160-190 ms every few seconds under steady
+  publishing (unicast p99 24 ms, max 242 ms); now about 1.5 ms.
+- **Publishing**: verified tokens are remembered (exp/nbf still checked on each use), publishes
+  that arrive together share one Redis round trip (each still its own atomic script call), and
+  publishing keeps one of the pool's connections: 1,150-1,450 → 600-850 µs of worker CPU per
+  single publish.
+- **Idle streams**: the body goes to gunicorn as it is (no werkzeug wrappers on the stack), the
+  queue starts as an empty list, the overflow cut is one slotted object: 26.7 → 23 KiB of RSS
+  per idle stream at 5,000.
+
+Not met, and why:
+
+- **Memory per idle stream (≈ 23 KiB, target 20).** Where it goes (tracemalloc and RSS of one
+  worker at 2,000-5,000 idle streams): the stream's greenlet is the floor, a bare gevent greenlet
+  waiting on an event costs 9.7 KiB of RSS here (a page of CPython's per-greenlet frame stack, its
+  saved C stack, the greenlet objects), and the stream's saved stack at its real depth is 4.6 KB;
+  gunicorn's per-connection request, parser, environ and response about 3 KB; gevent's connection
+  greenlet and socket about 1.5 KB; realtime's own objects (subscription, writer, plan, presence)
+  about 2 KB. Going well below needs an idle stream without a greenlet: the request detaches,
+  the hub keeps the socket and writes heartbeats from one timer, and a greenlet is spawned only
+  while a stream has a backlog (a couple of KiB per idle stream). Not done: it steps outside
+  gunicorn's connection accounting, access log and graceful shutdown, which would each need
+  replacing.
+- **Single publishes (≈ 1,200-1,450/s, target 5,000).** A bare `GET /healthz` through the same
+  gunicorn gevent worker and Flask costs 300-380 µs of CPU, so a Python request per event tops
+  out near 3,000/s before any work; 5,000/s means 200 µs in all. After the changes above the
+  publish profile is gunicorn's HTTP handling 30 %, Flask 15 %, the view 13 % (`jsonify` 7 %), the
+  Redis round trip 24 %. Batches (100 events a request) pass 50,000 events/s.
+"""
+
+
 def profile_section(results: dict[str, Any]) -> str:
     prof = results.get("profile")
     if not prof:
@@ -622,6 +670,7 @@ feature; "failed": the run broke (see `results/suite.json`).
   Redis connection, so 10,000 streams need 20,000 descriptors in one process, the machine's
   hard limit: what did not open is shown in the table.
 
+{hot_path_section()}
 {profile_section(results)}
 {hub_section()}
 ## Files

@@ -54,7 +54,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REALTIME_WS_PING_S", "25", "Seconds between WebSocket ping frames."),
     Setting("REALTIME_MAX_CONNECTION_AGE_S", "0", "Close streams older than this; 0: never."),
     Setting("REALTIME_IDEMPOTENCY_TTL_S", "86400", "How long an `Idempotency-Key` is remembered."),
-    Setting("REALTIME_REDIS_POOL_SIZE", "8", "Redis connections per worker for publish/replay."),
+    Setting(
+        "REALTIME_REDIS_POOL_SIZE",
+        "8",
+        "Redis connections per worker for publish/replay (up to 3 kept for publishing).",
+    ),
     Setting("REALTIME_OVERFLOW_GRACE_S", "2", "Time a cut slow stream gets to flush `overflow`."),
     Setting(
         "REALTIME_PRESENCE_TTL_S", "30", "Presence entries of a dead worker expire after this."

@@ -476,10 +476,11 @@ def test_a_forked_worker_opens_its_own_publish_connection(
     broker = Broker(any_redis_server.url, retention=RETENTION, pool_size=2)
     try:
         broker.publish([draft()])
-        inherited = broker._publish._own
-        broker._publish._pid = -1  # as if this process were a child forked after that publish
+        [lane] = broker._lanes  # a pool of 2: one publish lane, one pooled connection
+        inherited = lane._own
+        lane._pid = -1  # as if this process were a child forked after that publish
         assert broker.publish([draft()]).seqs == (2,)
-        assert broker._publish._own is not inherited
+        assert lane._own is not inherited
         assert inherited._sock is not None  # the parent's socket is left to the parent
         inherited.disconnect()
     finally:
@@ -501,3 +502,21 @@ def test_a_queue_longer_than_a_batch_is_sent_in_several_each_call_answered_once(
     finally:
         batcher.close()
         pool.disconnect()
+
+
+def test_publishes_that_find_a_round_trip_in_flight_go_out_on_another_lane(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    broker = Broker(any_redis_server.url, retention=RETENTION, pool_size=8)
+    try:
+        broker.warm()
+        blocker = busy_redis(any_redis_server.url, 0.3)
+        greenlets = [gevent.spawn(broker.publish, [draft("t", str(i))]) for i in range(3)]
+        gevent.sleep(0.05)  # each is waiting on Redis, none behind another
+        assert [lane.load for lane in broker._lanes] == [(True, 0)] * 3
+        blocker.join(5)
+        answers = [outcome(g) for g in greenlets]
+        assert sorted(s for a in answers if isinstance(a, Published) for s in a.seqs) == [1, 2, 3]
+        assert len(broker._lanes) + broker._pooled == 8  # the worker's connection count holds
+    finally:
+        broker.close()

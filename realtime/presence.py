@@ -35,6 +35,10 @@ def who_of(entry: str) -> str:
     return entry.split(SEPARATOR, 1)[1] if SEPARATOR in entry else entry
 
 
+# Entries per Redis pipeline when flushing (see Presence._flush).
+FLUSH_CHUNK = 64
+
+
 class Presence:
     """This worker's presence entries and the greenlet that keeps them alive in Redis."""
 
@@ -83,14 +87,28 @@ class Presence:
         return sorted({who_of(e) for e in entries}), len(entries)
 
     def _flush(self, refresh_all: bool = False) -> None:
-        adds = set(self._entries) if refresh_all else set(self._pending_add)
-        removes = set(self._pending_remove)
+        """Send pending changes (and, with ``refresh_all``, every entry) in bounded pipelines.
+
+        A worker's entries are one per stream and topic: refreshing 10,000 in one pipeline kept
+        the worker busy building commands for tens of milliseconds, a stall in every stream's
+        delivery every refresh. Chunks of :data:`FLUSH_CHUNK` with a yield between them let
+        deliveries and publishes run meanwhile.
+        """
+        adds = list(self._entries if refresh_all else self._pending_add)
+        removes = list(self._pending_remove)
         if not adds and not removes:
             return
         expires_ms = int((time.time() + self.ttl_s) * 1000)
-        self.broker.presence_update(adds, removes, expires_ms=expires_ms, ttl_s=self.ttl_s)
-        self._pending_add -= adds
-        self._pending_remove -= removes
+        for start in range(0, max(len(adds), len(removes)), FLUSH_CHUNK):
+            add_chunk = adds[start : start + FLUSH_CHUNK]
+            remove_chunk = removes[start : start + FLUSH_CHUNK]
+            self.broker.presence_update(
+                add_chunk, remove_chunk, expires_ms=expires_ms, ttl_s=self.ttl_s
+            )
+            self._pending_add.difference_update(add_chunk)
+            self._pending_remove.difference_update(remove_chunk)
+            if start + FLUSH_CHUNK < max(len(adds), len(removes)):
+                gevent.sleep(0)
 
     def _run(self) -> None:
         interval = self.ttl_s / 3

@@ -230,6 +230,22 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
 
+# KEYS: the presence set of each entry, adds first; ARGV: expires_ms, the sets' TTL (ms), the
+# number of adds, then each entry's member in KEYS' order. One command for a whole chunk: a
+# pipeline of ZADD + PEXPIRE per entry cost the worker ~20 µs per entry to build.
+_PRESENCE_UPDATE_LUA = """
+local adds = tonumber(ARGV[3])
+for i = 1, #KEYS do
+  if i <= adds then
+    redis.call('ZADD', KEYS[i], ARGV[1], ARGV[3 + i])
+    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  else
+    redis.call('ZREM', KEYS[i], ARGV[3 + i])
+  end
+end
+return #KEYS
+"""
+
 ReplayStatus = Literal["fresh", "ok", "epoch", "unknown_id", "trimmed"]
 
 
@@ -599,6 +615,7 @@ class Broker:
         self._page = self._redis.register_script(_PAGE_LUA)
         self._position = self._redis.register_script(_POSITION_LUA)
         self._presence = self._redis.register_script(_PRESENCE_LUA)
+        self._presence_update = self._redis.register_script(_PRESENCE_UPDATE_LUA)
         self.high_water = HighWater()
 
     # -- connections ------------------------------------------------------------------------
@@ -802,17 +819,15 @@ class Broker:
         A topic's set expires as a whole a TTL after its last refresh, so topics nobody follows
         any more leave nothing behind.
         """
-        pipe = self._redis.pipeline(transaction=False)
-        touched: set[str] = set()
-        for topic, entry in add:
-            pipe.zadd(presence_key(topic), {entry: expires_ms})
-            touched.add(topic)
-        for topic, entry in remove:
-            pipe.zrem(presence_key(topic), entry)
-        for topic in touched:
-            pipe.pexpire(presence_key(topic), int(ttl_s * 2000))
+        adds, removes = list(add), list(remove)
+        keys = [presence_key(topic) for topic, _ in adds + removes]
+        members = [entry for _, entry in adds + removes]
+        if not keys:
+            return
         try:
-            pipe.execute()
+            self._presence_update(
+                keys=keys, args=[expires_ms, int(ttl_s * 2000), len(adds), *members]
+            )
         except RedisError as exc:
             raise BrokerError(f"Redis failed to update presence: {exc}") from exc
 

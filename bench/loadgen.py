@@ -783,8 +783,10 @@ async def unicast(gen: Loadgen, args: argparse.Namespace) -> dict[str, Any]:
     await gen.warm_up("u-warm")
     phase = gen.new_phase(args.events, n, 1)
     before = gen.resources()
+    gen.mark(f"publishing-{n}")
     await gen.publish_paced(phase, topic_of, args.rate, budget_s=args.events / args.rate * 3 + 10)
     drained = await gen.drain(phase, args.drain)
+    gen.mark(f"drained-{n}")
     after = gen.resources()
     return {
         "subscribers": n,
@@ -965,7 +967,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=600, help="whole-run bound, seconds")
     parser.add_argument("--settle", type=float, default=1.0, help="pause after connecting, s")
     parser.add_argument("--drain", type=float, default=30.0, help="wait for stragglers, s")
-    parser.add_argument("--mark", help="touch MARK.publishing-N / MARK.drained-N (broadcast)")
+    parser.add_argument("--mark", help="touch MARK.publishing-N / MARK.drained-N when measuring")
     sub = parser.add_subparsers(dest="scenario", required=True)
     b = sub.add_parser("broadcast", help="one topic, subscribers added in steps")
     b.add_argument("--steps", default="1000x200@20,5000x100@10,10000x50@5")

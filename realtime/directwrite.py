@@ -6,7 +6,8 @@ most of a broadcast to thousands of streams. When the stream's greenlet is parke
 queued, the reader can instead hand the event's bytes, encoded once per worker and shared, to a
 non-blocking ``send``: one system call per delivery, the way a C server fans out.
 
-When it may (:meth:`DirectWriter.offer` refuses otherwise, and the event takes the queue path):
+When it may (:meth:`DirectWriter.offer_run` refuses otherwise, and the events take the queue
+path):
 
 * the stream's greenlet is parked in its wait, not in the middle of a write of its own;
 * nothing is queued for the stream, so order holds;
@@ -30,15 +31,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .events import Event, EventRun
+from .events import EventRun
 
 # Where :func:`expose_server_response` leaves the server's response object in the environ.
 SERVER_RESPONSE_KEY = "realtime.server_response"
 
-# What :meth:`DirectWriter.offer` answers.
-WRITTEN = 1  # the event is on its way (fully sent, or the rest is left to the stream)
-SKIPPED = 0  # the stream already had it (the replay/live seam)
-REFUSED = -1  # not now: queue it for the stream's greenlet
+# What :meth:`DirectWriter.offer_run` answers besides a count of events written.
+SKIPPED = 0  # the stream already had them (the replay/live seam)
+REFUSED = -1  # not now: queue them for the stream's greenlet
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
@@ -75,7 +75,7 @@ class DirectWriter:
     """The reader's way to one stream's socket, and the cursor that stream shares with it.
 
     Owned by the stream (:func:`realtime.stream.live`): it calls :meth:`park` before it waits and
-    :meth:`hold` when it wakes; between the two the hub may call :meth:`offer`. Cooperative
+    :meth:`hold` when it wakes; between the two the hub may call :meth:`offer_run`. Cooperative
     scheduling makes that enough: nothing else runs between a check and its write.
     """
 
@@ -114,18 +114,6 @@ class DirectWriter:
             return None
         return cls(response, envelope=envelope, wake=wake)
 
-    def offer(self, event: Event) -> int:
-        """Write ``event`` now if the stream is parked; :data:`REFUSED` means queue it."""
-        if not self.parked:
-            return REFUSED
-        if event.seq <= self.last_seq:
-            return SKIPPED
-        if self._chunked:
-            data = event.chunked(self._envelope)
-        else:
-            data = event.envelope_frame() if self._envelope else event.frame()
-        return self._write(data, event.seq)
-
     def offer_run(self, run: EventRun) -> int:
         """Write a whole run in one send if the stream is parked and had none of it yet.
 
@@ -138,11 +126,7 @@ class DirectWriter:
             return SKIPPED
         if run.first_seq <= self.last_seq:
             return REFUSED
-        if self._write(run.wire(self._envelope, self._chunked), run.last_seq) == REFUSED:
-            return REFUSED
-        return len(run.events)
-
-    def _write(self, data: bytes, last_seq: int) -> int:
+        data = run.wire(self._envelope, self._chunked)
         try:
             sent = self._send(data)
         except BlockingIOError:
@@ -152,14 +136,14 @@ class DirectWriter:
             self.broken = True
             self.parked = False
             return REFUSED
-        self.last_seq = last_seq
+        self.last_seq = run.last_seq
         self.last_write = time.monotonic()
         self._response.sent += sent
         if sent < len(data):
             self.pending = data[sent:]
             self.parked = False
             self._wake()
-        return WRITTEN
+        return len(run.events)
 
     def park(self) -> None:
         """The stream is about to wait: the reader may write for it (once headers are out)."""

@@ -126,6 +126,11 @@ class EventRun:
 
     def wire(self, envelope: bool, chunked: bool) -> bytes:
         """Every event's SSE frame (plain or envelope), each its own HTTP chunk if ``chunked``."""
+        if len(self.events) == 1:  # nothing to join: the event's own cached bytes
+            event = self.events[0]
+            if chunked:
+                return event.chunked(envelope)
+            return event.envelope_frame() if envelope else event.frame()
         key = (envelope, chunked)
         data = self._wire.get(key)
         if data is None:

@@ -42,11 +42,9 @@ SHUTDOWN = "shutdown"
 class DirectOffer(Protocol):
     """A stream's way to take an event straight from the reader (:mod:`realtime.directwrite`).
 
-    ``offer`` answers 1 (written), 0 (the stream already had it) or -1 (refused: queue it);
-    ``offer_run`` the number of events written, 0, or -1 for a whole run of one topic.
+    ``offer_run`` answers the number of events of a run written, 0 (the stream already had
+    them) or -1 (refused: queue them).
     """
-
-    def offer(self, event: Event) -> int: ...
 
     def offer_run(self, run: EventRun) -> int: ...
 
@@ -383,32 +381,17 @@ class Hub:
             for sub in self._by_topic[topic]:
                 if len(sub.topics) > 1:
                     several_topics = True
-                    continue
-                writer = sub.writer
-                if writer is not None and not sub.queue:
-                    outcome = writer.offer_run(run)
-                    if outcome >= 0:
-                        direct += outcome
-                        continue
-                for event in topic_events:
-                    if sub.push(event):
-                        woken.add(sub)
+                else:
+                    direct += self._hand(sub, run, woken)
             if direct != before:
                 written += topic_events
         if several_topics:
             for event in batch:
+                run = EventRun([event])
                 before = direct
                 for sub in self._by_topic.get(event.topic, ()):
-                    if len(sub.topics) == 1:
-                        continue
-                    writer = sub.writer
-                    if writer is not None and not sub.queue:
-                        outcome = writer.offer(event)
-                        if outcome >= 0:
-                            direct += outcome
-                            continue
-                    if sub.push(event):
-                        woken.add(sub)
+                    if len(sub.topics) > 1:
+                        direct += self._hand(sub, run, woken)
                 if direct != before and event not in written:
                     written.append(event)
         if direct:
@@ -422,6 +405,20 @@ class Hub:
             sub.wakeup.set()
             if sub.closed_reason is not None:
                 self.unsubscribe(sub)  # free an overflowed queue now, not when its stream ends
+
+    @staticmethod
+    def _hand(sub: Subscription, run: EventRun, woken: set[Subscription]) -> int:
+        """Give ``run`` to ``sub``: written now by its writer if it can (the count written),
+        else queued, with ``sub`` added to ``woken`` (0)."""
+        writer = sub.writer
+        if writer is not None and not sub.queue:
+            outcome = writer.offer_run(run)
+            if outcome >= 0:
+                return outcome
+        for event in run.events:
+            if sub.push(event):
+                woken.add(sub)
+        return 0
 
     def _resync(self, why: str) -> None:
         self.resyncs += 1

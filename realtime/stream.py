@@ -133,6 +133,12 @@ def _deadline(plan: StreamPlan) -> tuple[float | None, str]:
     return min(ends)
 
 
+def _heartbeat_due(wrote_at: float, writer: DirectWriter | None, plan: StreamPlan) -> float:
+    """When a heartbeat is due: ``heartbeat_s`` after the last write of the stream or its writer."""
+    last = wrote_at if writer is None else max(wrote_at, writer.last_write)
+    return last + plan.heartbeat_s
+
+
 def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
     """Queued events as they come, coalesced into one write per wake-up, with heartbeats.
 
@@ -148,9 +154,8 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
         writer.last_seq = last_seq
     wrote_at = time.monotonic()  # this greenlet's last write
     while True:
-        quiet_since = wrote_at if writer is None else max(wrote_at, writer.last_write)
         now = time.monotonic()
-        timeout = max(0.0, quiet_since + plan.heartbeat_s - now)
+        timeout = max(0.0, _heartbeat_due(wrote_at, writer, plan) - now)
         if deadline is not None:
             timeout = max(0.0, min(timeout, deadline - now))
         if writer is not None:
@@ -175,11 +180,7 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
         if deadline is not None and time.monotonic() >= deadline:
             yield _closing_frame(why, plan, format_id(epoch, last_seq))
             return
-        if writer is not None:
-            quiet_since = max(wrote_at, writer.last_write)
-        else:
-            quiet_since = wrote_at
-        if not events and time.monotonic() >= quiet_since + plan.heartbeat_s:
+        if not events and time.monotonic() >= _heartbeat_due(wrote_at, writer, plan):
             yield encode_comment(HEARTBEAT_COMMENT)
             wrote_at = time.monotonic()
 

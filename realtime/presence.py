@@ -99,7 +99,8 @@ class Presence:
         if not adds and not removes:
             return
         expires_ms = int((time.time() + self.ttl_s) * 1000)
-        for start in range(0, max(len(adds), len(removes)), FLUSH_CHUNK):
+        total = max(len(adds), len(removes))
+        for start in range(0, total, FLUSH_CHUNK):
             add_chunk = adds[start : start + FLUSH_CHUNK]
             remove_chunk = removes[start : start + FLUSH_CHUNK]
             self.broker.presence_update(
@@ -107,7 +108,7 @@ class Presence:
             )
             self._pending_add.difference_update(add_chunk)
             self._pending_remove.difference_update(remove_chunk)
-            if start + FLUSH_CHUNK < max(len(adds), len(removes)):
+            if start + FLUSH_CHUNK < total:
                 gevent.sleep(0)
 
     def _run(self) -> None:

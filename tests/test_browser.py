@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +56,19 @@ def sync_playwright() -> Any:
     return entry()
 
 
-@pytest.fixture
-def browser_page(tmp_path: Path) -> Iterator[Any]:
-    """A page in a fresh headless Chromium (its own profile under tmp_path)."""
+@contextmanager
+def chromium_page(profile: Path, **options: Any) -> Iterator[Any]:
+    """A page in a fresh headless Debian Chromium with its own profile directory; ``options``
+    go to the browser context (a viewport, say)."""
     executable = require_binary("chromium", CHROMIUM)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
+            str(profile),
             executable_path=executable,
             headless=True,
             args=CHROMIUM_ARGS,
             timeout=WAIT_MS,
+            **options,
         )
         try:
             page = context.new_page()
@@ -73,6 +76,13 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
             yield page
         finally:
             context.close()
+
+
+@pytest.fixture
+def browser_page(tmp_path: Path) -> Iterator[Any]:
+    """A page in a fresh headless Chromium (its own profile under tmp_path)."""
+    with chromium_page(tmp_path / "chromium-profile") as page:
+        yield page
 
 
 def publish(server: Gunicorn, first: int, count: int) -> list[tuple[str, str]]:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Gunicorn, make_token, require_binary
+from conftest import ROOT, Gunicorn, make_token
 from prometheus_client.parser import text_string_to_metric_families
-from test_browser import CHROMIUM, CHROMIUM_ARGS, sync_playwright
+from test_browser import chromium_page
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -36,29 +36,16 @@ ENV = {
     "REALTIME_GRACEFUL_TIMEOUT": "5",
     "REALTIME_PUBLIC_TOPICS": "public:*",
 }
-WAIT_MS = 30_000
 GRAFANA_JSON = ROOT / "deploy" / "grafana-dashboard.json"
 
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Any]:
     """A page in a fresh headless Chromium (its own profile under tmp_path), laptop-sized."""
-    executable = require_binary("chromium", CHROMIUM)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=executable,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            timeout=WAIT_MS,
-            viewport={"width": 1280, "height": 860},
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(WAIT_MS)
-            yield page
-        finally:
-            context.close()
+    with chromium_page(
+        tmp_path / "chromium-profile", viewport={"width": 1280, "height": 860}
+    ) as page:
+        yield page
 
 
 @pytest.fixture

@@ -28,11 +28,25 @@ else:
     _own_metrics_dir = tempfile.mkdtemp(prefix="realtime-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
 
+
+def _worker_connections():
+    """REALTIME_MAX_CONNECTIONS + REALTIME_CONNECTION_HEADROOM (realtime/config.py derives it):
+    streams are refused with 429 while the headroom still answers publishes and health checks.
+    A configuration error is reported, with its sentence, by on_starting below."""
+    from realtime.config import load_settings
+    from realtime.errors import ConfigError
+
+    try:
+        return load_settings().worker_connections
+    except ConfigError:
+        return 1000
+
+
 bind = os.environ.get("REALTIME_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gevent"
-# Each SSE stream holds one greenlet and one socket: size this for thousands of streams.
-worker_connections = int(os.environ.get("REALTIME_WORKER_CONNECTIONS", "10000"))
+# Each SSE stream holds one greenlet and one socket; gunicorn stops accepting at this many.
+worker_connections = _worker_connections()
 # Seconds a worker gets on SIGTERM before it is killed: streams are told to reconnect elsewhere.
 graceful_timeout = int(os.environ.get("REALTIME_GRACEFUL_TIMEOUT", "10"))
 # A reconnect storm arrives all at once: a short listen queue drops SYNs and costs each dropped
@@ -40,7 +54,9 @@ graceful_timeout = int(os.environ.get("REALTIME_GRACEFUL_TIMEOUT", "10"))
 backlog = int(os.environ.get("REALTIME_BACKLOG", "4096"))
 timeout = 30
 # Idle keep-alive connections hold a worker open during shutdown for up to this long: keep it
-# short, and keep nginx's upstream keepalive_timeout below it.
+# short, and keep nginx's upstream keepalive_timeout below it. It also bounds a request head:
+# the gevent worker reads every head under this timeout, so a client trickling its headers is
+# closed after 5 s (a slowloris holds a connection no longer than that).
 keepalive = 5
 accesslog = os.environ.get("REALTIME_ACCESS_LOG", "-")
 logger_class = "realtime.gunicorn_logging.RedactingLogger"
@@ -55,13 +71,19 @@ def on_starting(server):
     """Validate the configuration once, in the master, and start the embedded Redis."""
     global _embedded
     from realtime.auth import mint_token
-    from realtime.config import load_settings
+    from realtime.config import FILES_BESIDE_CONNECTIONS, check_gunicorn, load_settings
     from realtime.devsecret import dev_secret_path, load_or_create_dev_secret
     from realtime.errors import ConfigError
     from realtime.extension import start_embedded_redis
 
     try:
         settings = load_settings()
+        check_gunicorn(
+            settings,
+            worker_connections=server.cfg.worker_connections,
+            keepalive=server.cfg.keepalive,
+            open_files=_raise_open_files(server.cfg.worker_connections + FILES_BESIDE_CONNECTIONS),
+        )
     except ConfigError as exc:
         print(f"realtime: configuration error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -84,6 +106,22 @@ def on_starting(server):
             file=sys.stderr,
             flush=True,
         )
+
+
+def _raise_open_files(needed):
+    """Raise this process's soft limit on open files towards ``needed`` (the workers inherit it),
+    as far as the hard limit allows, as nginx's worker_rlimit_nofile does; the limit now."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return needed if soft == resource.RLIM_INFINITY else soft
 
 
 def on_exit(server):

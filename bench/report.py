@@ -646,9 +646,9 @@ feature; "failed": the run broke (see `results/suite.json`).
   the line under the table says how much CPU 0 time others still took, and figures move between
   runs (up to 2-3× for the Python servers' latencies here): compare within one run, by ratio.
 - **A fresh server for every scenario.** Access logs are off on all four. realtime runs with
-  `REALTIME_PUBLISH_RATE=0`, `REALTIME_MAX_CONNECTIONS`, `…_PER_IP` and
-  `REALTIME_WORKER_CONNECTIONS` at 20,000, everything else at its default (presence on, a
-  15 s heartbeat, JWT auth on every stream and publish).
+  `REALTIME_PUBLISH_RATE=0`, `REALTIME_MAX_CONNECTIONS` and `…_PER_IP` at 15,000 (so a
+  worker accepts 16,000 connections), everything else at its default (presence on, a 15 s
+  heartbeat, JWT auth on every stream and publish).
 - **The load generator** (`bench/loadgen.py`, asyncio, one process) holds every stream itself.
   Each event's data carries its publish time (ns, taken as the publish request is written);
   arrival is the kernel's receive timestamp of the bytes (`SO_TIMESTAMPNS`), so the generator's

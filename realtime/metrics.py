@@ -48,6 +48,12 @@ OVERFLOWS = Counter(
     "Connections cut because they fell REALTIME_MAX_QUEUE events behind.",
     ["transport"],
 )
+REFUSED = Counter(
+    "realtime_connections_refused",
+    "Streams and WebSockets refused at a limit (429 / close 1013): the worker's "
+    "REALTIME_MAX_CONNECTIONS (worker_full) or REALTIME_MAX_CONNECTIONS_PER_IP (address_full).",
+    ["transport", "reason"],
+)
 READER_RECONNECTS = Counter(
     "realtime_reader_reconnects", "Times a worker's firehose reader reconnected to Redis."
 )
@@ -73,6 +79,8 @@ for _transport in TRANSPORTS:  # present at zero from the first scrape
     DELIVERED.labels(_transport)
     REPLAYED.labels(_transport)
     OVERFLOWS.labels(_transport)
+    for _reason in ("worker_full", "address_full"):
+        REFUSED.labels(_transport, _reason)
 
 
 def render() -> tuple[bytes, str]:

@@ -68,6 +68,7 @@ ERRORS: dict[int, tuple[str, ...]] = {
     403: ("forbidden_topic", "origin_not_allowed"),
     404: ("not_found",),
     405: ("method_not_allowed",),
+    408: ("request_timeout",),
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
     429: ("too_many_connections", "rate_limited"),
@@ -87,6 +88,11 @@ _STATUS_NAMES = {
     ),
     404: ("NotFound", "No such path."),
     405: ("MethodNotAllowed", "The path exists but not with this method."),
+    408: (
+        "RequestTimeout",
+        "The request body did not arrive within REALTIME_BODY_TIMEOUT_S (default 20 s) of its "
+        "headers; nothing was stored and the connection is closed.",
+    ),
     413: (
         "PayloadTooLarge",
         "One event's data is over REALTIME_MAX_PAYLOAD (default 65536 "
@@ -132,6 +138,7 @@ _PUBLISH_ERRORS: dict[int, tuple[str, ...]] = {
     ),
     401: AUTH_ERRORS,
     403: ("forbidden_topic",),
+    408: ("request_timeout",),
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
     429: ("rate_limited",),
@@ -303,13 +310,28 @@ def _schemas() -> dict[str, Any]:
         },
         "Readiness": {
             "type": "object",
-            "required": ["ready", "draining", "redis", "reader", "streams", "reader_reconnects"],
+            "required": [
+                "ready",
+                "draining",
+                "redis",
+                "reader",
+                "full",
+                "streams",
+                "max_streams",
+                "reader_reconnects",
+            ],
             "properties": {
                 "ready": {"type": "boolean"},
                 "draining": {"type": "boolean"},
                 "redis": {"type": "boolean", "description": "Redis answers PING."},
                 "reader": {"type": "boolean", "description": "The event reader is positioned."},
+                "full": {
+                    "type": "boolean",
+                    "description": "This worker holds REALTIME_MAX_CONNECTIONS streams: new "
+                    "ones are refused 429 until some leave (everything else is still served).",
+                },
                 "streams": {"type": "integer", "minimum": 0},
+                "max_streams": {"type": "integer", "minimum": 1},
                 "reader_reconnects": {"type": "integer", "minimum": 0},
             },
         },
@@ -608,7 +630,7 @@ def _operations_paths() -> dict[str, Any]:
         ),
         "/readyz": _simple_get(
             "readyz",
-            "Readiness: Redis reachable, the event reader positioned, not draining",
+            "Readiness: Redis reachable, the event reader positioned, not draining, not full",
             "operations",
             {
                 "200": {

@@ -38,6 +38,7 @@ from .errors import (
 from .extension import RealtimeState, state
 from .publishing import parse_publish, validate_idempotency_key
 from .slowclient import cut_on_overflow, server_socket
+from .slowrequest import close_after_response
 from .sse import encode_retry
 from .stream import StreamBody, StreamPlan, control_event, event_stream, topics_of
 from .topics import validate_topic
@@ -69,6 +70,8 @@ def error_response(err: ClientError) -> Response:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ClientError)
     def _client_error(err: ClientError) -> Response:
+        if err.close_connection:
+            close_after_response(request.environ)
         return error_response(err)
 
     @app.errorhandler(BrokerError)
@@ -334,13 +337,18 @@ def readyz() -> tuple[Response, int]:
     rt = _rt()
     redis_ok = rt.broker.ping()
     reader_ok = rt.hub.ready if rt.hub.running else redis_ok
-    ready = redis_ok and reader_ok and not rt.hub.draining
+    # A worker at its stream limit is not ready, so a load balancer sends new streams elsewhere
+    # before clients are refused; it is live all the same, and still answers everything else.
+    full = rt.hub.full
+    ready = redis_ok and reader_ok and not rt.hub.draining and not full
     body = jsonify(
         ready=ready,
         draining=rt.hub.draining,
         redis=redis_ok,
         reader=reader_ok,
+        full=full,
         streams=rt.hub.subscription_count,
+        max_streams=rt.hub.max_connections,
         reader_reconnects=rt.hub.reconnects,
     )
     if not ready:

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from realtime.config import SETTINGS, Setting, Settings, load_settings
+from realtime.config import (
+    FILES_BESIDE_CONNECTIONS,
+    SETTINGS,
+    Setting,
+    Settings,
+    check_gunicorn,
+    load_settings,
+)
 from realtime.errors import ConfigError
 from realtime.topics import PatternSet
 
@@ -109,6 +116,7 @@ WHOLE_NUMBERS = (
     ("REALTIME_MAX_BATCH", ("0", "10001")),
     ("REALTIME_MAX_TOPICS", ("0",)),
     ("REALTIME_MAX_CONNECTIONS", ("0",)),
+    ("REALTIME_CONNECTION_HEADROOM", ("0", "9")),
     ("REALTIME_IDEMPOTENCY_TTL_S", ("0",)),
     ("REALTIME_REDIS_POOL_SIZE", ("0", "1001")),
     ("REALTIME_WS_BURST", ("0",)),
@@ -123,6 +131,7 @@ SECONDS = (
     ("REALTIME_OVERFLOW_GRACE_S", ("0", "0.009")),
     ("REALTIME_PRESENCE_TTL_S", ("0.5",)),  # 0 disables presence; below 1 otherwise is not
     ("REALTIME_WS_AUTH_TIMEOUT_S", ("0", "0.09")),
+    ("REALTIME_BODY_TIMEOUT_S", ("0", "0.09")),
     ("REALTIME_WS_RATE", ("0", "0.09")),
     ("REALTIME_PUBLISH_RATE", ("0.001",)),  # 0 disables the limit
 )
@@ -169,6 +178,8 @@ def test_numeric_variable_rejects_garbage_negatives_and_out_of_range_naming_it(
         ("REALTIME_PRESENCE_TTL_S", "1", 1.0),
         ("REALTIME_WS_RATE", "0.1", 0.1),
         ("REALTIME_WS_BURST", "1", 1),
+        ("REALTIME_CONNECTION_HEADROOM", "10", 10),
+        ("REALTIME_BODY_TIMEOUT_S", "0.1", 0.1),
     ],
 )
 def test_numeric_variable_accepts_its_bounds(name: str, raw: str, expected: float) -> None:
@@ -197,6 +208,66 @@ def test_max_body_not_exceeding_max_payload_fails_naming_both(payload: str, body
     message = config_error(REALTIME_MAX_PAYLOAD=payload, REALTIME_MAX_BODY=body)
     assert message.startswith("REALTIME_MAX_BODY")
     assert "REALTIME_MAX_PAYLOAD" in message
+
+
+# -- the connection budget of a worker -----------------------------------------------------------
+
+
+def test_a_worker_accepts_its_streams_plus_the_headroom() -> None:
+    assert load().worker_connections == 10_000 + 1_000
+    settings = load(REALTIME_MAX_CONNECTIONS="200", REALTIME_CONNECTION_HEADROOM="20")
+    assert settings.worker_connections == 220
+
+
+def gunicorn_error(settings: Settings, **gunicorn: float) -> str:
+    values = {"worker_connections": settings.worker_connections, "keepalive": 5.0}
+    values["open_files"] = values["worker_connections"] + FILES_BESIDE_CONNECTIONS
+    values.update(gunicorn)
+    with pytest.raises(ConfigError) as info:
+        check_gunicorn(
+            settings,
+            worker_connections=int(values["worker_connections"]),
+            keepalive=values["keepalive"],
+            open_files=int(values["open_files"]),
+        )
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("worker_connections", "files"),
+    [(11_000, 11_000 + FILES_BESIDE_CONNECTIONS), (20_000, 1_000_000)],
+)
+def test_the_shipped_budget_or_a_larger_one_passes(worker_connections: int, files: int) -> None:
+    check_gunicorn(load(), worker_connections=worker_connections, keepalive=5, open_files=files)
+
+
+@pytest.mark.parametrize("worker_connections", [10_000, 10_999, 100])
+def test_worker_connections_without_the_headroom_fail_naming_both(
+    worker_connections: int,
+) -> None:
+    message = gunicorn_error(load(), worker_connections=worker_connections)
+    assert f"worker_connections ({worker_connections})" in message
+    assert "REALTIME_MAX_CONNECTIONS (10000)" in message
+    assert "REALTIME_CONNECTION_HEADROOM (1000) = 11000" in message
+
+
+@pytest.mark.parametrize("keepalive", [0, -1])
+def test_keepalive_zero_fails_because_request_heads_would_have_no_bound(keepalive: float) -> None:
+    assert "keepalive must be above 0" in gunicorn_error(load(), keepalive=keepalive)
+
+
+def test_an_open_file_limit_below_the_budget_fails_naming_it() -> None:
+    message = gunicorn_error(load(), open_files=4096)
+    assert message.startswith("A worker may open only 4096 files")
+    assert "REALTIME_MAX_CONNECTIONS 10000" in message and "ulimit -n" in message
+
+
+def test_the_retired_worker_connections_variable_fails_naming_what_replaced_it() -> None:
+    message = config_error(REALTIME_WORKER_CONNECTIONS="10000")
+    assert message.startswith("REALTIME_WORKER_CONNECTIONS is no longer read")
+    assert "REALTIME_MAX_CONNECTIONS + REALTIME_CONNECTION_HEADROOM" in message
+    with pytest.raises(ConfigError, match="no longer read"):
+        load_settings({"REALTIME_WORKER_CONNECTIONS": 10_000}, environ={})
 
 
 # -- mode and keys -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from test_slowrequest import Trickle
 
 from realtime.broker import EPOCH_KEY, FIREHOSE_KEY, PREFIX
 from realtime.extension import state
@@ -141,7 +142,7 @@ def readme_error_table() -> dict[int, set[str]]:
 
 def test_every_readme_error_code_is_documented_under_its_status() -> None:
     table = readme_error_table()
-    assert set(table) == {400, 401, 403, 404, 405, 413, 415, 429, 503}
+    assert set(table) == {400, 401, 403, 404, 405, 408, 413, 415, 429, 503}
     for status, codes in table.items():
         assert codes <= set(ERRORS[status]), (status, codes - set(ERRORS[status]))
     # The catalogue: one shared response per status, enumerating every code of that status.
@@ -597,6 +598,14 @@ REACHABLE: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any],
         201,
         "replayed",
     ),
+    (
+        "publish body too slow",
+        {"REALTIME_BODY_TIMEOUT_S": "0.2"},
+        [],
+        {**post(EVENT), "trickle_s": 0.05},
+        408,
+        "request_timeout",
+    ),
     ("publish no topic", {}, [], post({"data": "x"}), 400, "missing_topic"),
     ("publish bad topic", {}, [], post({**EVENT, "topic": "a b"}), 400, "invalid_topic"),
     ("publish bad type", {}, [], post({**EVENT, "type": "a b"}), 400, "invalid_type"),
@@ -841,6 +850,10 @@ REACHABLE: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any],
 ]
 
 
+def trickling(body: bytes, every: float) -> dict[str, Any]:
+    return {"wsgi.input": Trickle(body, every), "CONTENT_LENGTH": str(len(body))}
+
+
 def answer(app: Any, r: redis.Redis, request: dict[str, Any]) -> tuple[int, str]:
     """Send ``request``; check the answer against the document and, for a refusal, that Redis
     is unchanged and no subscription is left. Returns the status and the error code."""
@@ -854,12 +867,14 @@ def answer(app: Any, r: redis.Redis, request: dict[str, Any]) -> tuple[int, str]
     if request["cookie"] is not None:
         client.set_cookie("realtime_token", request["cookie"])
     before = snapshot(r)
+    trickle = request.get("trickle_s")  # the body arrives a byte every so many seconds
     response = client.open(
         path,
         method=request["method"],
         query_string=query,
         headers=headers,
-        data=request["body"],
+        data=None if trickle else request["body"],
+        environ_overrides=trickling(request["body"], trickle) if trickle else None,
         buffered=False,
     )
     body: Any = None

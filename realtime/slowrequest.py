@@ -1,0 +1,123 @@
+"""Requests that arrive slowly, and connections a worker should not keep.
+
+Every connection a gunicorn gevent worker holds takes one of its ``worker_connections`` slots, and
+a worker with no slot free accepts nothing at all: not a publish, not a health check. Streams
+are capped below that number (:attr:`realtime.config.Settings.worker_connections`); this module
+bounds the other ways a client can hold a slot for long:
+
+* **a slow request head**: gunicorn's gevent worker reads every head under its ``keepalive``
+  timeout (5 s in the shipped ``gunicorn.conf.py``, which refuses 0), so nothing is needed here;
+* **a slow request body**: the body is read by the view, under no timer at all. A client
+  trickling a byte a second would hold its slot for as long as it liked. :func:`bound_requests`
+  gives every body ``REALTIME_BODY_TIMEOUT_S`` from the moment its head was complete; a body
+  still incomplete then is answered ``408 request_timeout`` and the connection is closed;
+* **a refusal kept alive**: a stream refused because the worker is full should give its slot back
+  at once rather than idle for ``keepalive`` seconds. Any
+  :class:`~realtime.errors.ClientError` with ``close_connection`` set has the web layer call
+  :func:`close_after_response`.
+
+gunicorn only closes a connection after a response when its own response object is told to
+(``force_close``; a ``Connection: close`` header from the app is dropped as hop-by-hop, PEP 3333),
+so that is what :func:`bound_requests` does when asked. Under any other server the request is
+answered the same and the connection left to that server.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import gevent
+
+from .errors import RequestTimeout
+
+# Set in a request's environ when the connection must close after the response.
+CLOSE_KEY = "realtime.close_connection"
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+
+class DeadlineInput:
+    """``wsgi.input`` whose reads must all be done by one deadline.
+
+    Each read runs under a gevent timer for the time left, so a body that arrives a byte at a time
+    cannot stretch it (a socket timeout would restart at every byte). The timer is this object's
+    own: a timeout of the caller's passing through is not mistaken for it.
+    """
+
+    __slots__ = ("_input", "_deadline", "_timeout_s")
+
+    def __init__(self, stream: IO[bytes], timeout_s: float) -> None:
+        self._input = stream
+        self._timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = self._within(self._input.read, size)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line: bytes = self._within(self._input.readline, size)
+        return line
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines: list[bytes] = self._within(self._input.readlines, hint)
+        return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    def _within(self, read: Callable[[Any], Any], argument: Any) -> Any:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise self._expired()
+        timer = gevent.Timeout.start_new(remaining)
+        try:
+            return read(argument)
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            raise self._expired() from None
+        finally:
+            timer.close()
+
+    def _expired(self) -> RequestTimeout:
+        # Its ``close_connection`` ends the connection: the rest of the body is still coming.
+        return RequestTimeout(
+            f"The request body did not arrive within {self._timeout_s:g} s "
+            "(REALTIME_BODY_TIMEOUT_S); the connection is closed."
+        )
+
+
+def has_body(environ: dict[str, Any]) -> bool:
+    """A request announces a body with a non-zero ``Content-Length`` or chunked framing."""
+    length = environ.get("CONTENT_LENGTH")
+    if length and length != "0":
+        return True
+    return "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+
+
+def close_after_response(environ: dict[str, Any]) -> None:
+    """Ask that this request's connection be closed once its response is sent."""
+    environ[CLOSE_KEY] = True
+
+
+def bound_requests(wsgi_app: WsgiApp, body_timeout_s: float) -> WsgiApp:
+    """Wrap ``wsgi_app``: request bodies get ``body_timeout_s`` to arrive, and a request marked
+    with :func:`close_after_response` closes its connection after the response (gunicorn)."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if has_body(environ):
+            environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], body_timeout_s)
+        body = wsgi_app(environ, start_response)
+        if environ.get(CLOSE_KEY):
+            # gunicorn's response object (``start_response`` is its bound method) decides
+            # ``Connection: close`` when it sends the headers, which is after this returns.
+            force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+            if force_close is not None:
+                force_close()
+        return body
+
+    return app

@@ -312,6 +312,10 @@ class Hub:
                 backoff = 0.05
                 if events:
                     self._dispatch(events, reader)
+                    # Give the worker's other greenlets a turn: when the firehose already holds
+                    # the next read, XREAD answers without blocking and the reader would go on
+                    # fanning out, while publishes whose Redis replies are in wait behind it.
+                    gevent.sleep(0)
                 else:
                     self._check_epoch(reader)
             except BrokerError as exc:

@@ -443,6 +443,58 @@ bookkeeping (parsing the id back out of each chunk).
 """
 
 
+def full_worker_section() -> str:
+    """Issue 10's line 4: one worker holding 10,000 streams, as shipped, still answers."""
+    path = RESULTS / "full_worker.json"
+    title = "## full_worker — a worker at its stream limit still answers"
+    if not path.exists():
+        return f"{title}\n\n(no results yet: `make bench`)\n"
+    fw = json.loads(path.read_text())
+    m = fw["machine"]
+    commit = f"`{m.get('commit') or '?'}`"
+    if m.get("server_changes"):
+        commit += " (with uncommitted server changes)"
+
+    def row(name: str, part: dict[str, Any]) -> str:
+        statuses = ", ".join(f"{n} × {s}" for s, n in sorted(part["statuses"].items()))
+        return (
+            f"| {name} | {part['count']} ({statuses}) | {num(part['p50_ms'])} | "
+            f"{num(part['p99_ms'])} | {num(part['max_ms'])} | {part['within_1s']} |"
+        )
+
+    over, ws = fw["stream_over_limit"], fw["websocket_over_limit"]
+    n = fw["streams_open"]
+    with_retry = "with" if over["retry_after"] else "without"
+    broadcast_name = f"publish to the topic of all {n:,} streams, 50 at once"
+    broadcast = row(broadcast_name, fw["publish_broadcast"])
+    return f"""{title}
+
+`bench/full_worker.py`, latest run {fw["when"]} (UTC) at commit {commit}: {fw["settings"]}
+(`REALTIME_MAX_CONNECTIONS` {fw["streams_wanted"]:,}, so gunicorn's `worker_connections` is that
+plus `REALTIME_CONNECTION_HEADROOM`), the worker on CPU 0, its `redis-server` and this
+benchmark on CPU 1. {n:,} streams of one topic were opened from 20 loopback addresses (500
+each, the per-address default) in {fw["open_all_s"]} s; the worker then held
+{fw["worker_rss_mib"]} MiB. Then, every request on a new connection and timed from connect to
+the last byte of its answer:
+
+| request | count | p50 (ms) | p99 (ms) | max (ms) | answered within 1 s |
+| --- | --- | --- | --- | --- | --- |
+{row("publish to a topic nobody follows, 5 rounds of 50 at once", fw["publish_quiet"])}
+{broadcast}
+{row("all publishes", fw["publish_all"])}
+{row("`/healthz`", fw["healthz"])}
+{row("`/metrics`", fw["metrics"])}
+
+- `/readyz` answered {fw["readyz"]["status"]} (`full`) in {num(fw["readyz"]["ms"])} ms.
+- Stream {n + 1:,} got {over["status"]} {with_retry} `Retry-After` in {num(over["ms"])} ms;
+  WebSocket {n + 1:,} got `{ws["error"]}` and close {ws["close_code"]} in {num(ws["ms"])} ms.
+- Every stream received all 50 broadcast events: {fw["streams_with_all_50"]:,} of {n:,}
+  ({fw["streams_cut"]} cut); the fan-out cost {fw["broadcast_cpu_s"]} s of CPU.
+- A broadcast publish is answered once the worker, busy fanning the others out to {n:,}
+  sockets, gets to it: that wait, not the request path, is its latency.
+"""
+
+
 def hot_path_section() -> str:
     """What was done to the hot path, and what stands between realtime and the issue's targets.
 
@@ -612,10 +664,11 @@ def write_readme(results: dict[str, Any], pictures: list[str]) -> None:
     text = f"""# Benchmarks
 
 `make bench` installs what it needs (`nginx` and `libnginx-mod-nchan` and `wrk` from Debian when
-missing, then `pip install -e '.[bench]'`), runs `bench/hub_fanout.py` and the HTTP suite
-`bench/suite.py`, and writes every figure to `bench/results/` and this README. Benchmarks
-measure; no test asserts on speed. `python bench/report.py` redraws the plots and this file from
-the JSON; `python bench/suite.py --quick` tries the suite in a couple of minutes.
+missing, then `pip install -e '.[bench]'`), runs `bench/hub_fanout.py`, `bench/full_worker.py`
+and the HTTP suite `bench/suite.py`, and writes every figure to `bench/results/` and this
+README. Benchmarks measure; no test asserts on speed. `python bench/report.py` redraws the plots
+and this file from the JSON; `python bench/suite.py --quick` tries the suite in a couple of
+minutes.
 
 ## The HTTP suite: realtime beside nginx + Nchan, sse-starlette and flask-sse
 
@@ -675,6 +728,7 @@ feature; "failed": the run broke (see `results/suite.json`).
   Redis connection, so 10,000 streams need 20,000 descriptors in one process, the machine's
   hard limit: what did not open is shown in the table.
 
+{full_worker_section()}
 {hot_path_section()}
 {profile_section(results)}
 {hub_section()}
@@ -682,11 +736,13 @@ feature; "failed": the run broke (see `results/suite.json`).
 
 - `loadgen.py`: the load generator; `suite.py`: starts the servers and runs the scenarios;
   `report.py`: this README and the plots; `wrk_publish.lua`: the throughput requests;
-  `setup.sh`: the installs `make bench` does; `hub_fanout.py`: the in-process hub benchmark.
+  `setup.sh`: the installs `make bench` does; `hub_fanout.py`: the in-process hub benchmark;
+  `full_worker.py`: a worker holding its 10,000 streams, as shipped, still answering.
 - `peers/`: the nginx + Nchan config, the sse-starlette and flask-sse apps, and realtime's
   gunicorn settings for the suite (the repository's, with the access log off).
 - `results/suite.json` (every figure of the last run, including those not in the table),
-  `results/hub_fanout.json`, the plots, and the py-spy flame graph and collapsed stacks.
+  `results/hub_fanout.json`, `results/full_worker.json`, the plots, and the py-spy flame graph
+  and collapsed stacks.
 """
     README.write_text(text)
 

@@ -29,7 +29,6 @@ import os
 import resource
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,10 +45,10 @@ from suite import (  # noqa: E402
     RESULTS,
     ROOT,
     SECRET,
-    SERVER_CPU,
     children,
     machine,
-    on_cpu,
+    realtime_env,
+    spawn,
     start_redis,
     stop_process,
     wait_http,
@@ -276,29 +275,18 @@ def main() -> None:
         tmp = Path(tmp_name)
         redis_server = start_redis(tmp / "redis")
         port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
-        env.update(
-            {
-                "REALTIME_BIND": f"127.0.0.1:{port}",
-                "WEB_CONCURRENCY": "1",
-                "REALTIME_REDIS_URL": redis_server.url,
-                "REALTIME_JWT_SECRET": SECRET,
-                "REALTIME_DATA_DIR": str(tmp / "var"),
-                "PYTHONPATH": str(ROOT),
-            }
-        )
         settings = "the shipped gunicorn.conf.py and defaults, 1 worker"
+        scaled: dict[str, str] = {}
         if args.streams != SHIPPED_STREAMS:
             headroom = max(10, args.streams * SHIPPED_HEADROOM // SHIPPED_STREAMS)
-            env["REALTIME_MAX_CONNECTIONS"] = str(args.streams)
-            env["REALTIME_CONNECTION_HEADROOM"] = str(headroom)
+            scaled = {
+                "REALTIME_MAX_CONNECTIONS": str(args.streams),
+                "REALTIME_CONNECTION_HEADROOM": str(headroom),
+            }
             settings += f", scaled: REALTIME_MAX_CONNECTIONS={args.streams}, headroom {headroom}"
-        log_path = tmp / "gunicorn.log"
-        argv = [*on_cpu(SERVER_CPU), str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py")]
-        with open(log_path, "wb") as log_file:
-            process = subprocess.Popen(
-                [*argv, "app:app"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-            )
+        env = realtime_env(tmp, port, redis_server.url, scaled)
+        argv = [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "app:app"]
+        process, log_path = spawn("full_worker", argv, tmp, env)
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz", process)
             pids = children(process.pid)
@@ -317,7 +305,7 @@ def main() -> None:
     result["settings"] = settings
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    if (RESULTS / "suite.json").exists():
+    if Path(args.out) == RESULTS / "full_worker.json" and (RESULTS / "suite.json").exists():
         from report import write_report
 
         write_report()

@@ -207,24 +207,34 @@ def spawn(
     return process, log_path
 
 
-def start_realtime(tmp: Path) -> Server:
-    redis_server = start_redis(tmp / "redis")
-    port = free_port()
+def realtime_env(tmp: Path, port: int, redis_url: str, settings: dict[str, str]) -> dict[str, str]:
+    """One worker of realtime on ``port`` and ``redis_url``: this environment without any
+    REALTIME_* variable of its own, the bench's JWT secret, and ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
     env.update(
         {
             "REALTIME_BIND": f"127.0.0.1:{port}",
             "WEB_CONCURRENCY": "1",
-            "REALTIME_REDIS_URL": redis_server.url,
+            "REALTIME_REDIS_URL": redis_url,
             "REALTIME_JWT_SECRET": SECRET,
             "REALTIME_DATA_DIR": str(tmp / "var"),
-            "REALTIME_PUBLISH_RATE": "0",
-            # 10,000 subscribers at most; + the 1,000 of headroom stays under `ulimit -n` 20,000.
-            "REALTIME_MAX_CONNECTIONS": "15000",
-            "REALTIME_MAX_CONNECTIONS_PER_IP": "15000",
             "PYTHONPATH": str(ROOT),
+            **settings,
         }
     )
+    return env
+
+
+def start_realtime(tmp: Path) -> Server:
+    redis_server = start_redis(tmp / "redis")
+    port = free_port()
+    settings = {
+        "REALTIME_PUBLISH_RATE": "0",
+        # 10,000 subscribers at most; + the 1,000 of headroom stays under `ulimit -n` 20,000.
+        "REALTIME_MAX_CONNECTIONS": "15000",
+        "REALTIME_MAX_CONNECTIONS_PER_IP": "15000",
+    }
+    env = realtime_env(tmp, port, redis_server.url, settings)
     gunicorn = str(BIN / "gunicorn")
     argv = [gunicorn, "-c", str(PEERS / "realtime_gunicorn.py"), "app:app"]
     process, log_path = spawn("realtime", argv, tmp, env)

@@ -134,7 +134,8 @@ def on_exit(server):
 
 
 def post_worker_init(worker):
-    """Route the app's logs to gunicorn's error log, and make SIGTERM end every stream at once.
+    """Route the app's logs to gunicorn's error log, answer gunicorn's own refusals as JSON, and
+    make SIGTERM end every stream at once.
 
     gunicorn's gevent worker stops accepting on SIGTERM and then waits up to graceful_timeout
     for open requests; an SSE stream never ends by itself, so the hub closes them all with a
@@ -145,7 +146,11 @@ def post_worker_init(worker):
 
     import gevent
 
+    from realtime import gunicorn_errors
     from realtime.extension import state
+
+    # gunicorn's own refusals (414, 431, 400 before the app sees a request) in the JSON contract.
+    gunicorn_errors.install()
 
     app_logger = logging.getLogger("realtime")
     app_logger.setLevel(logging.INFO)

@@ -1,12 +1,22 @@
-"""Who may follow or publish to which topic: one rule for SSE, WebSocket and presence. Pure."""
+"""Who may follow or publish to which topic: one rule for SSE, WebSocket and presence. Pure.
+
+Also which browser pages may act with a user's credentials: a browser attaches the
+``realtime_token`` cookie to any request to this server, whichever site made it send it, and a
+``<form method=post>`` needs no CORS preflight. So a WebSocket upgrade and a publish whose token
+came from the cookie or the query string must come from an allowed ``Origin``
+(:func:`origin_allowed`); a token in the ``Authorization`` header is safe, since no page of
+another site can set it without a preflight that this server does not grant.
+"""
 
 from __future__ import annotations
 
+import hmac
 import math
 from collections.abc import Iterable
 from hashlib import sha256
+from urllib.parse import urlsplit
 
-from .auth import Grant
+from .auth import FROM_COOKIE, FROM_QUERY, Grant
 from .broker import RateLimited
 from .errors import AuthError, Forbidden, TooManyRequests
 from .topics import PatternSet
@@ -28,6 +38,16 @@ def authorize_subscribe(topics: Iterable[str], grant: Grant | None, public: Patt
             )
         if not grant.can_subscribe(topic):
             raise Forbidden(f"Your token does not allow subscribing to {topic!r}.")
+
+
+def presence_visible(topic: str, grant: Grant | None) -> bool:
+    """Whether the caller may see *who* follows ``topic``, not only how many connections do.
+
+    Reading a public topic needs no token, and the subjects present are other people's
+    identities (often e-mail addresses): they are shown only to a caller whose own token grants
+    the topic. Everyone else allowed to ask (a public topic's anonymous readers) gets the count.
+    """
+    return grant is not None and grant.can_subscribe(topic)
 
 
 def authorize_publish(topics: Iterable[str], grant: Grant | None) -> Grant:
@@ -62,3 +82,76 @@ def publish_rate_limited(exc: RateLimited, rate: float) -> TooManyRequests:
         code="rate_limited",
         retry_after=max(1, math.ceil(exc.retry_after_ms / 1000)),
     )
+
+
+_DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+
+
+def _authority(scheme: str, netloc: str) -> str:
+    """``host:port`` in lower case, with the scheme's default port written out."""
+    netloc = netloc.lower()
+    host, colon, port = netloc.rpartition(":")
+    if not colon or "]" in port:  # no port (an IPv6 literal's last colon is inside brackets)
+        return f"{netloc}:{_DEFAULT_PORTS.get(scheme, '')}"
+    return f"{host}:{port or _DEFAULT_PORTS.get(scheme, '')}"
+
+
+def origin_allowed(
+    origin: str | None, *, scheme: str, host: str | None, allowed: tuple[str, ...]
+) -> bool:
+    """A browser's ``Origin`` must be listed in ``allowed`` (REALTIME_ALLOWED_ORIGINS), or, with
+    no list, be this server itself: the same scheme, host and port as the request (``scheme``
+    is the request's own, ``https`` behind a TLS proxy with REALTIME_PROXY_HOPS). A client that
+    sends no ``Origin`` is no browser page and is let through: it could forge one anyway, and
+    its token is what authenticates it. ``Origin: null`` (a sandboxed page) is never allowed."""
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if allowed:
+        return "*" in allowed or origin in {a.lower() for a in allowed}
+    page = urlsplit(origin)
+    if not host or page.scheme != scheme.lower() or not page.netloc:
+        return False
+    return _authority(page.scheme, page.netloc) == _authority(page.scheme, host)
+
+
+def authorize_browser_publish(
+    source: str, origin: str | None, *, scheme: str, host: str | None, allowed: tuple[str, ...]
+) -> None:
+    """Refuse a cross-site publish (403 ``origin_not_allowed``).
+
+    A token from the cookie publishes only with an allowed ``Origin``: every browser sends one
+    with a POST, and a request carrying the cookie without one is treated as a forgery (a
+    non-browser client sends its token in the ``Authorization`` header). A token from the query
+    string is not sent by the browser on its own, but a page holding one could still publish
+    with a plain form, so when an ``Origin`` comes with it, it must be allowed too.
+    """
+    if source == FROM_COOKIE and origin is None:
+        raise Forbidden(
+            f"A publish authenticated by the {TOKEN_COOKIE} cookie must come from a page of an "
+            "allowed Origin; other clients send their token as Authorization: Bearer.",
+            code="origin_not_allowed",
+        )
+    if source in (FROM_COOKIE, FROM_QUERY) and not origin_allowed(
+        origin, scheme=scheme, host=host, allowed=allowed
+    ):
+        raise Forbidden(
+            "This Origin may not publish with the browser's credentials "
+            "(REALTIME_ALLOWED_ORIGINS); send the token as Authorization: Bearer.",
+            code="origin_not_allowed",
+        )
+
+
+def authorize_metrics(authorization: str | None, expected: str) -> None:
+    """``/metrics`` behind REALTIME_METRICS_TOKEN: ``Authorization: Bearer <it>`` or 401. The
+    comparison takes the same time however much of a guess is right."""
+    if not authorization:
+        raise AuthError(
+            "/metrics needs the REALTIME_METRICS_TOKEN as Authorization: Bearer.",
+            code="missing_token",
+        )
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        raise AuthError("That is not this server's REALTIME_METRICS_TOKEN.", code="invalid_token")

@@ -53,6 +53,7 @@ __all__ = [
     "Grant",
     "TokenVerifier",
     "extract_token",
+    "find_token",
     "mint_token",
     "parse_duration",
 ]
@@ -172,12 +173,23 @@ def _describe(exc: jwt.PyJWTError, algorithm: str) -> str:
     return f"The token is invalid ({type(exc).__name__})."
 
 
+#: The largest NumericDate accepted: JSON's exactly representable integers (I-JSON, RFC 7493),
+#: some 285 million years. A bigger one (``exp: 10**400``) is not a date but an attack on the
+#: arithmetic: it cannot even become a float.
+MAX_NUMERIC_DATE = 2**53
+
+
 def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
-    """Read an optional NumericDate claim (RFC 7519 §2), refusing anything but a finite number."""
+    """Read an optional NumericDate claim (RFC 7519 §2), refusing anything but a finite number
+    within :data:`MAX_NUMERIC_DATE` of the epoch."""
     if name not in claims:
         return None
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE  # False for NaN; ints never overflow
+    ):
         raise _invalid(f"The token's {name} claim must be a number of seconds since the epoch.")
     return float(value)
 
@@ -221,6 +233,12 @@ class _Verified:
     expires_at: float | None
     not_before: float | None
 
+
+#: The longest token accepted, in characters. A header is refused by gunicorn itself above its
+#: ``limit_request_field_size`` (8,190 bytes by default, 431); below that, a token too long to be
+#: ours gets its own answer (401 ``token_too_large``) instead of a signature check. Our own
+#: tokens are a few hundred characters; the longest rights lists fit well within this.
+MAX_TOKEN_LENGTH = 4096
 
 #: How many accepted tokens a verifier remembers: enough for every publisher of a busy worker,
 #: few enough that the memory stays small (a token is a few hundred bytes).
@@ -272,6 +290,11 @@ class TokenVerifier:
         knows to refresh rather than to re-authenticate) and ``invalid_token`` for everything
         else. ``now`` (unix seconds) defaults to the clock.
         """
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise AuthError(
+                f"The token is {len(token)} characters long; the limit is {MAX_TOKEN_LENGTH}.",
+                code="token_too_large",
+            )
         current = time.time() if now is None else now
         known = self._verified.get(token)
         if known is not None:
@@ -378,15 +401,25 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
-def extract_token(
+#: Where a request's token came from (:func:`find_token`).
+FROM_HEADER = "header"
+FROM_COOKIE = "cookie"
+FROM_QUERY = "query"
+
+
+def find_token(
     *, authorization: str | None, cookie: str | None, query: str | None
-) -> str | None:
-    """Pick the request's token in DESIGN.md order: ``Authorization: Bearer``, cookie, query.
+) -> tuple[str, str] | None:
+    """The request's token and where it came from, in DESIGN.md order: ``Authorization:
+    Bearer`` (:data:`FROM_HEADER`), the cookie (:data:`FROM_COOKIE`), the query
+    (:data:`FROM_QUERY`); ``None`` without one.
 
     The header wins because only a deliberate client sets it; the cookie and the query string
     exist for browsers' EventSource and WebSocket, which cannot set headers. A header that is
     present but not ``Bearer <token>`` is an error rather than ignored, so a misconfigured client
     is told instead of silently falling back to a stale cookie. Empty values count as absent.
+    Where it came from matters: a browser sends a cookie by itself, even on a request another
+    site makes it send (:func:`realtime.access.authorize_browser_publish`).
     """
     if authorization:
         parts = authorization.split()
@@ -395,9 +428,17 @@ def extract_token(
                 "The Authorization header must be 'Bearer <token>'.",
                 code="invalid_authorization",
             )
-        return parts[1]
+        return parts[1], FROM_HEADER
     if cookie:
-        return cookie
+        return cookie, FROM_COOKIE
     if query:
-        return query
+        return query, FROM_QUERY
     return None
+
+
+def extract_token(
+    *, authorization: str | None, cookie: str | None, query: str | None
+) -> str | None:
+    """The request's token, wherever it came from (:func:`find_token`)."""
+    found = find_token(authorization=authorization, cookie=cookie, query=query)
+    return None if found is None else found[0]

@@ -80,6 +80,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REALTIME_PUBLISH_BURST", "10000", "Events one publisher may store at once."),
     Setting("REALTIME_MAX_CONNECTIONS_PER_IP", "500", "Streams one client address may hold."),
     Setting("REALTIME_PROXY_HOPS", "0", "Trusted proxies in front (X-Forwarded-For hops)."),
+    Setting(
+        "REALTIME_METRICS_TOKEN",
+        "",
+        "A bearer token `/metrics` requires (at least 16 characters); empty: open.",
+    ),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -140,6 +145,7 @@ class Settings:
     publish_burst: int
     max_connections_per_ip: int
     proxy_hops: int
+    metrics_token: str | None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -216,6 +222,18 @@ def _origins(raw: str) -> tuple[str, ...]:
                 f"REALTIME_ALLOWED_ORIGINS entries look like https://example.com, not {origin!r}."
             )
     return origins
+
+
+def _metrics_token(raw: str) -> str | None:
+    token = raw.strip()
+    if not token:
+        return None
+    if len(token) < 16 or not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError(
+            "REALTIME_METRICS_TOKEN must be at least 16 printable ASCII characters without "
+            "spaces (`realtime token --new-secret` prints a good one), or empty."
+        )
+    return token
 
 
 def _redis_url(raw: str) -> str:
@@ -355,6 +373,7 @@ def load_settings(
             "REALTIME_MAX_CONNECTIONS_PER_IP", get("REALTIME_MAX_CONNECTIONS_PER_IP"), minimum=1
         ),
         proxy_hops=_int("REALTIME_PROXY_HOPS", get("REALTIME_PROXY_HOPS"), minimum=0, maximum=10),
+        metrics_token=_metrics_token(get("REALTIME_METRICS_TOKEN")),
     )
 
 

@@ -22,6 +22,7 @@ from .topics import validate_topic
 MAX_REQ_LENGTH = 64
 MAX_LAST_ID_LENGTH = 256
 CLIENT_TYPES = frozenset({"auth", "subscribe", "unsubscribe", "publish", "presence", "ping"})
+PUBLISH_FIELDS = frozenset({"type", "req", "topic", "data", "event", "idempotency_key"})
 
 Req = str | int | None
 
@@ -145,6 +146,14 @@ def parse_message(raw: str | bytes, *, max_topics: int) -> Message:
                 )
             body["last_id"] = last_id or None
     elif kind == "publish":
+        unknown = sorted(set(doc) - PUBLISH_FIELDS)
+        if unknown:  # as the HTTP publish refuses them: a typo must not publish something else
+            raise EnvelopeError(
+                f"publish has unknown field(s) {', '.join(map(repr, unknown))}; it takes "
+                "topic, data, event and idempotency_key.",
+                code="unknown_field",
+                req=req,
+            )
         # The event's type travels as "event" (as in event frames): "type" names the message.
         body.update({k: doc[k] for k in ("topic", "data") if k in doc})
         if doc.get("event") is not None:

@@ -2,7 +2,9 @@
 
 Access lines are built from atoms (``%(r)s``, ``%(q)s``, ``%(U)s``...), and gunicorn's error log
 writes the request URI when a request fails ("Error handling request /events?access_token=..."):
-both pass through :func:`~realtime.redact.redact_url`.
+both pass through :func:`~realtime.redact.redact_url`. The ``Referer`` (``%(f)s``) is logged
+without its query (:func:`~realtime.redact.redact_referer`): the referring page's URL may carry
+a token of its own.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from .redact import redact_url
+from .redact import redact_referer, redact_url
 
 _URL_ATOMS = ("r", "q", "U", "{raw_uri}e")
+# The referring page's URL: "%(f)s" in gunicorn's access log format, or the header itself.
+_REFERER_ATOMS = ("f", "{referer}i", "{http_referer}e")
 
 
 def _redacted(args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -27,6 +31,10 @@ class RedactingLogger(Logger):  # type: ignore[misc]  # gunicorn ships no type h
             value = atoms.get(key)
             if isinstance(value, str):
                 atoms[key] = redact_url(value)
+        for key in _REFERER_ATOMS:
+            value = atoms.get(key)
+            if isinstance(value, str):
+                atoms[key] = redact_referer(value)
         for key in list(atoms):
             if key.startswith("{") and isinstance(atoms[key], str) and "token" in atoms[key]:
                 atoms[key] = redact_url(atoms[key])

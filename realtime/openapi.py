@@ -41,7 +41,13 @@ HEADERS = "#/components/headers/"
 PARAMETERS = "#/components/parameters/"
 RESPONSES = "#/components/responses/"
 
-AUTH_ERRORS = ("missing_token", "invalid_token", "token_expired", "invalid_authorization")
+AUTH_ERRORS = (
+    "missing_token",
+    "invalid_token",
+    "token_expired",
+    "invalid_authorization",
+    "token_too_large",
+)
 
 #: Every ``error`` code by HTTP status: the README's "Errors" table, and ``presence_off`` (400,
 #: ``/presence`` when REALTIME_PRESENCE_TTL_S=0), which that table does not list.
@@ -63,6 +69,7 @@ ERRORS: dict[int, tuple[str, ...]] = {
         "invalid_idempotency_key",
         "idempotency_key_reused",
         "presence_off",
+        "invalid_handshake",
     ),
     401: AUTH_ERRORS,
     403: ("forbidden_topic", "origin_not_allowed"),
@@ -71,6 +78,7 @@ ERRORS: dict[int, tuple[str, ...]] = {
     408: ("request_timeout",),
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
+    426: ("unsupported_websocket_version",),
     429: ("too_many_connections", "rate_limited"),
     503: ("redis_unavailable", "draining"),
 }
@@ -101,6 +109,11 @@ _STATUS_NAMES = {
     415: (
         "UnsupportedMediaType",
         "Send application/json or a form (application/x-www-form-urlencoded, multipart/form-data).",
+    ),
+    426: (
+        "UpgradeRequired",
+        "A WebSocket upgrade of a version other than 13 (`/ws` only); the answer says "
+        "Sec-WebSocket-Version: 13.",
     ),
     429: ("TooManyRequests", "A limit was reached: wait the Retry-After seconds."),
     503: (
@@ -137,7 +150,7 @@ _PUBLISH_ERRORS: dict[int, tuple[str, ...]] = {
         "idempotency_key_reused",
     ),
     401: AUTH_ERRORS,
-    403: ("forbidden_topic",),
+    403: ("forbidden_topic", "origin_not_allowed"),
     408: ("request_timeout",),
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
@@ -290,16 +303,21 @@ def _schemas() -> dict[str, Any]:
         },
         "Presence": {
             "type": "object",
-            "required": ["topic", "present", "connections"],
+            "required": ["topic", "present", "connections", "hidden"],
             "properties": {
                 "topic": _ref(SCHEMAS, "Topic"),
                 "present": {
                     "type": "array",
                     "items": {"type": "string"},
                     "description": "Distinct, sorted: each connection's token `sub`, or its "
-                    "connection id when the token has none.",
+                    "connection id when the token has none. Empty when `hidden`.",
                 },
                 "connections": {"type": "integer", "minimum": 0},
+                "hidden": {
+                    "type": "boolean",
+                    "description": "Who is present is shown only to a caller whose token "
+                    "grants the topic; a public topic's anonymous readers get the count alone.",
+                },
             },
             "additionalProperties": False,
         },
@@ -646,13 +664,15 @@ def _operations_paths() -> dict[str, Any]:
         ),
         "/metrics": _simple_get(
             "metrics",
-            "Prometheus metrics, summed over every worker",
+            "Prometheus metrics, summed over every worker (behind REALTIME_METRICS_TOKEN when "
+            "it is set: send it as `Authorization: Bearer`)",
             "operations",
             {
                 "200": {
                     "description": "The Prometheus text exposition format.",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                },
+                **_errors({401: ("missing_token", "invalid_token")}),
             },
         ),
         "/openapi.json": _simple_get(

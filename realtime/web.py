@@ -18,13 +18,16 @@ from . import metrics, openapi
 from .access import (
     TOKEN_COOKIE,
     TOKEN_QUERY,
+    authorize_browser_publish,
+    authorize_metrics,
     authorize_publish,
     authorize_subscribe,
     idempotency_scope,
+    presence_visible,
     publish_rate_limited,
     publisher_scope,
 )
-from .auth import Grant, extract_token
+from .auth import Grant, find_token
 from .broker import IdempotencyConflict, RateLimited
 from .directwrite import DirectWriter
 from .errors import (
@@ -89,11 +92,7 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(err: HTTPException) -> Response:
         status = err.code or 500
         if status == 413:
-            return error_response(
-                PayloadTooLarge(
-                    f"The request body is over {_rt().settings.max_body} bytes (REALTIME_MAX_BODY)."
-                )
-            )
+            return error_response(body_too_large())
         code = (err.name or "error").lower().replace(" ", "_")
         response = error_response(
             ClientError(err.description or err.name, code=code, status=status)
@@ -104,6 +103,12 @@ def register_error_handlers(app: Flask) -> None:
         return response
 
 
+def body_too_large() -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is over {_rt().settings.max_body} bytes (REALTIME_MAX_BODY)."
+    )
+
+
 # -- auth ----------------------------------------------------------------------------------------
 
 
@@ -112,27 +117,28 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-def request_token() -> str | None:
-    """The request's token (DESIGN.md order). The cookie and the query string are not even parsed
-    when an ``Authorization`` header is there, since the header wins anyway."""
+def request_token() -> tuple[str, str] | None:
+    """The request's token and where it came from (DESIGN.md order). The cookie and the query
+    string are not even parsed when an ``Authorization`` header is there: the header wins."""
     authorization = request.headers.get("Authorization")
     if authorization:
-        return extract_token(authorization=authorization, cookie=None, query=None)
-    return extract_token(
+        return find_token(authorization=authorization, cookie=None, query=None)
+    return find_token(
         authorization=None,
         cookie=request.cookies.get(TOKEN_COOKIE),
         query=request.args.get(TOKEN_QUERY),
     )
 
 
-def request_auth() -> tuple[str, Grant] | tuple[None, None]:
-    """The caller's token and its grant, ``(None, None)`` when no token was given; a bad token
-    raises 401. A publish needs the token itself too (an unnamed publisher's scope is its digest),
-    so it is read once with its grant rather than looked up again."""
-    token = request_token()
-    if token is None:
-        return None, None
-    return token, _rt().verifier.verify(token)
+def request_auth() -> tuple[str, Grant, str] | tuple[None, None, None]:
+    """The caller's token, its grant and where it came from, all ``None`` when no token was
+    given; a bad token raises 401. A publish needs the token itself too (an unnamed publisher's
+    scope is its digest), so it is read once with its grant rather than looked up again."""
+    found = request_token()
+    if found is None:
+        return None, None, None
+    token, source = found
+    return token, _rt().verifier.verify(token), source
 
 
 def request_grant() -> Grant | None:
@@ -247,17 +253,25 @@ def events() -> Response:
 @blueprint.post("/publish")
 def publish() -> tuple[Response, int]:
     rt = _rt()
-    token, grant = request_auth()
-    if token is None or grant is None:
+    token, grant, source = request_auth()
+    if token is None or grant is None or source is None:
         raise AuthError("Publishing needs a token with publish rights.", code="missing_token")
+    authorize_browser_publish(
+        source,
+        request.headers.get("Origin"),
+        scheme=request.scheme,
+        host=request.host,
+        allowed=rt.settings.allowed_origins,
+    )
     idempotency = validate_idempotency_key(request.headers.get("Idempotency-Key"))
     settings = rt.settings
     mimetype = request.mimetype
-    form = request.form.to_dict(flat=False) if mimetype != "application/json" else None
+    json_body = mimetype == "application/json"
+    raw = request_body(settings.max_body, keep=not json_body)
     drafts, batch = parse_publish(
         mimetype,
-        body=request.get_data(cache=False) if mimetype == "application/json" else None,
-        form=form,
+        body=raw if json_body else None,
+        form=None if json_body else request_form(),
         max_payload=settings.max_payload,
         max_batch=settings.max_batch,
     )
@@ -284,28 +298,81 @@ def publish() -> tuple[Response, int]:
     return body, 201
 
 
+def request_body(limit: int, *, keep: bool) -> bytes:
+    """The whole body, refused (413) over ``limit``; ``keep`` it for a form to be parsed from.
+
+    A body with a ``Content-Length`` over the limit is refused before it is read (werkzeug,
+    through ``MAX_CONTENT_LENGTH``); a chunked one is read up to the limit and then cut without a
+    word, so a chunked body that fills it is looked past: one more byte means it was over.
+    """
+    data = request.get_data(cache=keep, parse_form_data=False)
+    if request.content_length is None and len(data) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise body_too_large()
+    return data
+
+
+def request_form() -> dict[str, list[str]]:
+    """A form's fields; a multipart body without a boundary, or with a file in it, is refused
+    as the malformed form it is rather than read as a form without fields."""
+    if request.mimetype == "multipart/form-data" and not request.mimetype_params.get("boundary"):
+        raise BadRequest(
+            "A multipart/form-data body needs a boundary in its Content-Type.", code="bad_form"
+        )
+    form = request.form.to_dict(flat=False)
+    if request.files:
+        raise BadRequest(
+            "A publish takes no file parts: send topic, data and type as plain form fields.",
+            code="bad_form",
+        )
+    return form
+
+
 # -- /presence -----------------------------------------------------------------------------------
 
 
 @blueprint.get("/presence")
 def presence() -> Response:
-    """Who follows a topic across every worker and host; needs the right to subscribe to it."""
+    """Who follows a topic across every worker and host; needs the right to subscribe to it,
+    and a token granting it to see who (:func:`~realtime.access.presence_visible`)."""
     rt = _rt()
     topic = validate_topic(request.args.get("topic"))
-    authorize_subscribe([topic], request_grant(), rt.settings.public_topics)
+    grant = request_grant()
+    authorize_subscribe([topic], grant, rt.settings.public_topics)
     if rt.hub.presence is None:
         raise BadRequest("Presence is off (REALTIME_PRESENCE_TTL_S=0).", code="presence_off")
     present, connections = rt.hub.presence.present(topic)
-    return jsonify(topic=topic, present=present, connections=connections)
+    hidden = not presence_visible(topic, grant)
+    return jsonify(
+        topic=topic, present=[] if hidden else present, connections=connections, hidden=hidden
+    )
 
 
 # -- pages ---------------------------------------------------------------------------------------
 
 
+# The dashboard's page carries a token in its address and shows other people's events: no
+# script, style or connection but its own origin's, no inline script or style at all (its
+# script and style are files), never framed (clickjacking its publish form), never sniffed,
+# and its address never sent on as a Referer.
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 @blueprint.get("/")
 def index() -> Response:
-    """The demo page (``realtime/static/index.html``), built on ``/static/realtime.js``."""
-    return current_app.send_static_file("index.html")
+    """The demo page (``realtime/static/index.html``, its script ``dashboard.js``), built on
+    ``/static/realtime.js``, with the security headers of :data:`DASHBOARD_HEADERS`."""
+    response = current_app.send_static_file("index.html")
+    response.headers.update(DASHBOARD_HEADERS)
+    return response
 
 
 @blueprint.get("/openapi.json")
@@ -319,7 +386,11 @@ def openapi_document() -> Response:
 
 @blueprint.get("/metrics")
 def metrics_text() -> Response:
-    """Prometheus text format, summed over every worker (see :mod:`realtime.metrics`)."""
+    """Prometheus text format, summed over every worker (see :mod:`realtime.metrics`); behind
+    ``REALTIME_METRICS_TOKEN`` when one is set (Prometheus sends it as its bearer token)."""
+    expected = _rt().settings.metrics_token
+    if expected is not None:
+        authorize_metrics(request.headers.get("Authorization"), expected)
     body, content_type = metrics.render()
     return Response(body, status=200, content_type=content_type)
 

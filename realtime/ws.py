@@ -14,13 +14,14 @@ wrapped to send whole buffers under one lock (:class:`SerializedSocket`).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 import gevent.lock
@@ -35,6 +36,8 @@ from .access import (
     authorize_publish,
     authorize_subscribe,
     idempotency_scope,
+    origin_allowed,
+    presence_visible,
     publish_rate_limited,
     publisher_scope,
 )
@@ -85,28 +88,63 @@ class SerializedSocket:
         return getattr(self._raw, name)
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
-    """Cross-site WebSocket hijacking guard: a browser's ``Origin`` must be listed, or, with no
-    list, be this server itself. Non-browser clients send no ``Origin`` and are let through (they
-    could forge one anyway); the token is what authenticates them."""
-    if origin is None:
-        return True
-    origin = origin.rstrip("/")
-    if allowed:
-        return "*" in allowed or origin in allowed
-    return bool(host) and urlsplit(origin).netloc.lower() == (host or "").lower()
+WEBSOCKET_VERSION = "13"  # RFC 6455, the only version browsers and libraries speak
+
+
+def check_handshake(version: str | None, key: str | None) -> None:
+    """The upgrade's own headers, checked before wsproto sees them (it raises on a missing or
+    foreign version or key, which would be a 500): 400 ``invalid_handshake``, or 426
+    ``unsupported_websocket_version`` for a version we do not speak (RFC 6455 §4.2.2)."""
+    if version is None or not version.strip():
+        raise BadRequest(
+            "A WebSocket upgrade needs Sec-WebSocket-Version: 13.", code="invalid_handshake"
+        )
+    if version.strip() != WEBSOCKET_VERSION:
+        raise ClientError(
+            f"This server speaks WebSocket version {WEBSOCKET_VERSION} only, not "
+            f"{version.strip()[:20]!r}.",
+            code="unsupported_websocket_version",
+            status=426,
+        )
+    try:
+        nonce = base64.b64decode((key or "").strip(), validate=True)
+    except binascii.Error:
+        nonce = b""
+    if len(nonce) != 16:
+        raise BadRequest(
+            "A WebSocket upgrade needs Sec-WebSocket-Key: 16 random bytes in base64.",
+            code="invalid_handshake",
+        )
+
+
+def _refusal(err: ClientError) -> Response:
+    from .web import error_response
+
+    response = error_response(err)
+    if err.status == 426:
+        response.headers["Sec-WebSocket-Version"] = WEBSOCKET_VERSION
+    return response
 
 
 @ws_blueprint.before_request
 def _guard() -> Response | None:
-    """Refuse a foreign ``Origin`` with 403 before the handshake; serialize socket writes."""
+    """Refuse a broken handshake (400/426) and a foreign ``Origin`` (403) before the handshake;
+    serialize socket writes."""
     rt = state(current_app)
+    try:
+        check_handshake(
+            request.headers.get("Sec-WebSocket-Version"), request.headers.get("Sec-WebSocket-Key")
+        )
+    except ClientError as exc:
+        return _refusal(exc)
+    # Cross-site WebSocket hijacking: the upgrade carries the user's cookie whoever opened it.
     if not origin_allowed(
-        request.headers.get("Origin"), request.headers.get("Host"), rt.settings.allowed_origins
+        request.headers.get("Origin"),
+        scheme=request.scheme,
+        host=request.host,
+        allowed=rt.settings.allowed_origins,
     ):
-        from .web import error_response
-
-        return error_response(
+        return _refusal(
             Forbidden(
                 "This Origin may not open a WebSocket here (REALTIME_ALLOWED_ORIGINS).",
                 code="origin_not_allowed",
@@ -402,9 +440,17 @@ class WebSocketSession:
         if presence is None:
             raise BadRequest("Presence is off (REALTIME_PRESENCE_TTL_S=0).", code="presence_off")
         present, connections = presence.present(topic)
+        hidden = not presence_visible(topic, self.grant)
         self._queue(
             "frame",
-            encode("ack", req=message.req, topic=topic, present=present, connections=connections),
+            encode(
+                "ack",
+                req=message.req,
+                topic=topic,
+                present=[] if hidden else present,
+                connections=connections,
+                hidden=hidden,
+            ),
         )
 
     # -- sending (the only writer) ------------------------------------------------------------

@@ -14,9 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from realtime.auth import (
     ANONYMOUS,
+    FROM_COOKIE,
+    FROM_HEADER,
+    FROM_QUERY,
+    MAX_TOKEN_LENGTH,
     Grant,
     TokenVerifier,
     extract_token,
+    find_token,
     mint_token,
     parse_duration,
 )
@@ -407,6 +412,12 @@ def test_malformed_token_is_invalid_token(token: str) -> None:
         ({"exp": None}, "exp"),
         ({"nbf": "now"}, "nbf"),
         ({"iat": [NOW]}, "iat"),
+        # Regression (issue 11, finding 3): 10**400 cannot become a float: OverflowError, a 500.
+        ({"exp": 10**400}, "exp"),
+        ({"nbf": -(10**400)}, "nbf"),
+        ({"iat": 10**400}, "iat"),
+        ({"exp": 2**53 + 1}, "exp"),
+        ({"exp": 1e300}, "exp"),
         ({"aud": "someone-else"}, "aud"),
         ({"jti": 5}, "jti"),
     ],
@@ -554,3 +565,33 @@ def test_extract_token_refuses_a_malformed_authorization_header(authorization: s
     assert info.value.code == "invalid_authorization"
     assert info.value.status == 401
     assert "dXNlcjpwYXNz" not in info.value.message
+
+
+def test_a_numeric_date_at_the_edge_of_exact_json_integers_is_accepted() -> None:
+    grant = TokenVerifier(secret=SECRET).verify(_hs256({"exp": 2**53}), now=NOW)
+    assert grant.expires_at == 2**53
+
+
+def test_a_token_too_long_to_be_ours_is_refused_before_any_signature_check() -> None:
+    verifier = TokenVerifier(secret=SECRET)
+    error = _refusal(verifier, "x" * (MAX_TOKEN_LENGTH + 1))
+    assert error.code == "token_too_large" and str(MAX_TOKEN_LENGTH) in error.message
+    subject = "s" * ((MAX_TOKEN_LENGTH - 200) * 3 // 4)  # base64 makes it a third longer
+    long_but_ours = _hs256({"sub": subject})
+    assert MAX_TOKEN_LENGTH - 200 < len(long_but_ours) <= MAX_TOKEN_LENGTH
+    assert verifier.verify(long_but_ours, now=NOW).subject == subject
+
+
+@pytest.mark.parametrize(
+    ("authorization", "cookie", "query", "expected"),
+    [
+        ("Bearer h", "c", "q", ("h", FROM_HEADER)),
+        (None, "c", "q", ("c", FROM_COOKIE)),
+        (None, "", "q", ("q", FROM_QUERY)),
+        (None, None, None, None),
+    ],
+)
+def test_find_token_says_where_the_token_came_from(
+    authorization: str | None, cookie: str | None, query: str | None, expected: object
+) -> None:
+    assert find_token(authorization=authorization, cookie=cookie, query=query) == expected

@@ -248,7 +248,7 @@ def test_realtime_socket_requests_resolve_with_acks_and_reject_with_codes(
     gunicorn_factory: Callable[..., Gunicorn], redis_url: str, browser_page: Any
 ) -> None:
     server = gunicorn_factory(redis_url, workers=1, env=ENV)
-    browser_page.goto(f"{server.url}/static/index.html")  # no topic: it only loads the module
+    browser_page.goto(f"{server.url}/")  # no topic: the start form; the test imports the module
     token = make_token(publish=("browser:*",), subscribe=("browser:*",), subject="alice")
     out = browser_page.evaluate(SOCKET_REQUESTS, {"token": token, "deadPort": free_port()})
 

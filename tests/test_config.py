@@ -270,6 +270,18 @@ def test_the_retired_worker_connections_variable_fails_naming_what_replaced_it()
         load_settings({"REALTIME_WORKER_CONNECTIONS": 10_000}, environ={})
 
 
+@pytest.mark.parametrize(
+    "raw", ["short", "x" * 15, "has space in it!!", "é" * 20, "tab\there-abcdefgh"]
+)
+def test_a_weak_or_unprintable_metrics_token_fails_naming_it(raw: str) -> None:
+    assert config_error(REALTIME_METRICS_TOKEN=raw).startswith("REALTIME_METRICS_TOKEN")
+
+
+def test_a_metrics_token_is_kept_and_empty_means_open() -> None:
+    assert load(REALTIME_METRICS_TOKEN=" " + "m" * 16 + " ").metrics_token == "m" * 16
+    assert load().metrics_token is None
+
+
 # -- mode and keys -------------------------------------------------------------------------------
 
 

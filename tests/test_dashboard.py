@@ -39,12 +39,23 @@ ENV = {
 GRAFANA_JSON = ROOT / "deploy" / "grafana-dashboard.json"
 
 
+# Before any script of a page runs: keep every Content-Security-Policy violation it reports.
+RECORD_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolations.push(`${event.effectiveDirective} ${event.blockedURI}`);
+});
+"""
+
+
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Any]:
-    """A page in a fresh headless Chromium (its own profile under tmp_path), laptop-sized."""
+    """A page in a fresh headless Chromium (its own profile under tmp_path), laptop-sized,
+    that records the Content-Security-Policy violations of every document it loads."""
     with chromium_page(
         tmp_path / "chromium-profile", viewport={"width": 1280, "height": 860}
     ) as page:
+        page.add_init_script(RECORD_VIOLATIONS)
         yield page
 
 
@@ -106,11 +117,14 @@ def listed_ids(page: Any) -> list[str]:
 
 
 def assert_token_kept_private(page: Any, token: str, console: list[str]) -> None:
-    """Not in the address bar, the page's HTML or text, nor its console; and no script failed."""
+    """Not in the address bar, the page's HTML or text, nor its console; no script failed, and
+    the page's Content-Security-Policy refused nothing it does."""
     assert token not in page.url
     assert token not in page.content()
     assert token not in page.evaluate("() => document.body.innerText")
     assert not [line for line in console if token in line or line.startswith("error: ")]
+    assert page.evaluate("window.cspViolations") == []
+    assert not [line for line in console if "Content Security Policy" in line]
 
 
 @pytest.mark.integration
@@ -205,6 +219,52 @@ def test_publish_form_publishes_an_event_the_page_receives_and_shows_refusals(
     assert listed_ids(page) == page.evaluate("window.realtimeTest.published")
     assert page.evaluate("window.realtimeTest.published")[0] == event_id
     assert_token_kept_private(page, TOKEN, console)
+
+
+@pytest.mark.integration
+def test_the_page_works_under_its_security_headers_which_refuse_inline_script(
+    gunicorn_factory: Callable[..., Gunicorn], redis_url: str, page: Any, console: list[str]
+) -> None:
+    """Issue 11, finding 8: the page is served with a CSP without 'unsafe-inline', is never
+    framed, sniffed or sent on as a Referer, and still does everything it did."""
+    server = gunicorn_factory(redis_url, workers=1, env=ENV)
+    response = page.goto(f"{server.url}/?{followed()}&ws=1")
+    headers = response.headers
+    policy = headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "style-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    page.wait_for_function("() => document.getElementById('sse-state')?.textContent === 'open'")
+    page.wait_for_function("() => document.getElementById('ws-state')?.textContent === 'open'")
+    ids = publish(server, 0, 4)
+    page.wait_for_function("n => window.realtimeTest.ws.length >= n", arg=4)
+    wait_listed(page, 8)  # each event twice: over SSE and over the WebSocket
+    assert page.evaluate("window.realtimeTest.sse") == ids
+    assert page.evaluate("window.realtimeTest.ws") == ids
+    # The style sheet applied (a file, allowed by style-src 'self').
+    assert page.evaluate("getComputedStyle(document.body).margin") == "0px"
+    assert_token_kept_private(page, TOKEN, console)
+
+    # And the policy is enforced, not only sent: inline script and style are refused.
+    page.evaluate(
+        """() => {
+          const script = document.createElement("script");
+          script.textContent = "window.inlineRan = true";
+          document.body.append(script);
+          const style = document.createElement("style");
+          style.textContent = "body { margin: 7px }";
+          document.head.append(style);
+        }"""
+    )
+    page.wait_for_function("() => window.cspViolations.length >= 2")
+    assert page.evaluate("window.inlineRan") is None
+    assert page.evaluate("getComputedStyle(document.body).margin") == "0px"
+    assert sorted(page.evaluate("window.cspViolations")) == [
+        "script-src-elem inline",
+        "style-src-elem inline",
+    ]
 
 
 @pytest.mark.integration

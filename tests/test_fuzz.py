@@ -208,6 +208,7 @@ ENVELOPE_CODES = {
     "invalid_topic",
     "too_many_topics",
     "invalid_last_event_id",
+    "unknown_field",
 }
 MAX_TOPICS = 3
 PUBLISH_CODES = {

@@ -36,6 +36,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from test_slowrequest import Trickle
 
+from realtime.auth import MAX_TOKEN_LENGTH
 from realtime.broker import EPOCH_KEY, FIREHOSE_KEY, PREFIX
 from realtime.extension import state
 from realtime.openapi import ERRORS, RETRY_AFTER_STATUSES, document
@@ -142,7 +143,7 @@ def readme_error_table() -> dict[int, set[str]]:
 
 def test_every_readme_error_code_is_documented_under_its_status() -> None:
     table = readme_error_table()
-    assert set(table) == {400, 401, 403, 404, 405, 408, 413, 415, 429, 503}
+    assert set(table) == {400, 401, 403, 404, 405, 408, 413, 415, 426, 429, 503}
     for status, codes in table.items():
         assert codes <= set(ERRORS[status]), (status, codes - set(ERRORS[status]))
     # The catalogue: one shared response per status, enumerating every code of that status.
@@ -178,8 +179,8 @@ def test_every_error_response_is_the_error_schema_with_codes_of_its_status() -> 
             seen.update(codes)
     router = [resolve(r["$ref"]) for r in DOC["x-router-responses"].values()]
     seen.update(code for response in router for code in error_codes_of(response))
-    # Every code is answerable somewhere over HTTP, but the WebSocket's own two.
-    only_websocket = {"origin_not_allowed", "draining"}
+    # Every code is answerable somewhere over HTTP, but the WebSocket's own.
+    only_websocket = {"draining", "invalid_handshake", "unsupported_websocket_version"}
     assert {c for codes in ERRORS.values() for c in codes} - seen == only_websocket
 
 
@@ -213,6 +214,7 @@ TOKENS = {
     "wrongly signed": make_token(secret="another-secret-" + "y" * 40),
     "not a jwt": "not.a.jwt",
     "alg none": jwt.encode({"sub": "x", "realtime": {"publish": ["*"]}}, None, algorithm="none"),
+    "too large": "x" * (MAX_TOKEN_LENGTH + 1),
 }
 
 
@@ -512,7 +514,7 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
     how, value = draw(AUTH)
     if how == "bearer":
         headers["Authorization"] = f"Bearer {TOKENS[value]}"
-    elif how == "cookie":
+    elif how == "cookie" and value != "too large":  # a browser would not even keep that cookie
         cookie = TOKENS[value]
     elif how == "query":
         query.append(("access_token", TOKENS[value]))
@@ -656,6 +658,22 @@ REACHABLE: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any],
     ("publish bad token", {}, [], post(EVENT, token="not a jwt"), 401, "invalid_token"),
     ("publish expired", {}, [], post(EVENT, token="expired"), 401, "token_expired"),
     (
+        "publish token too large",
+        {},
+        [],
+        post(EVENT, token="too large"),
+        401,
+        "token_too_large",
+    ),
+    (
+        "publish cookie without origin",
+        {},
+        [],
+        {**post(EVENT, token=None), "cookie": TOKENS["all"]},
+        403,
+        "origin_not_allowed",
+    ),
+    (
         "publish basic auth",
         {},
         [],
@@ -742,6 +760,14 @@ REACHABLE: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any],
         "token_expired",
     ),
     (
+        "events token too large",
+        {},
+        [],
+        ask("GET", "/events", query=topics("a"), token="too large"),
+        401,
+        "token_too_large",
+    ),
+    (
         "events basic auth",
         {},
         [],
@@ -822,6 +848,14 @@ REACHABLE: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any],
         ask("GET", "/presence", query=topics("a"), token="expired"),
         401,
         "token_expired",
+    ),
+    (
+        "presence token too large",
+        {},
+        [],
+        ask("GET", "/presence", query=topics("a"), token="too large"),
+        401,
+        "token_too_large",
     ),
     (
         "presence bearer typo",

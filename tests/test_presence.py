@@ -61,7 +61,7 @@ def test_a_client_on_each_instance_shows_in_both_and_a_killed_instance_drops_out
     on_b = SocketStream(b.port, f"/events?topic=room&access_token={BOB}")
     on_b.read_events(time.monotonic() + 5)
 
-    both = {"topic": "room", "present": ["alice", "bob"], "connections": 2}
+    both = {"topic": "room", "present": ["alice", "bob"], "connections": 2, "hidden": False}
     wait_for(lambda: presence(a, "room") == both and presence(b, "room") == both, 5)
     on_a.send(type="presence", topic="room", req="who")
     ack, _ = on_a.until("ack")

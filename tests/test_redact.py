@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.redact import REDACTED, redact_url
+from realtime.redact import REDACTED, redact_referer, redact_url
 
 
 @pytest.mark.parametrize(
@@ -115,3 +115,33 @@ def test_every_token_in_the_text_is_redacted() -> None:
 def test_redacting_twice_changes_nothing_more(text: str) -> None:
     once = redact_url(text)
     assert redact_url(once) == once
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Regression (issue 11, finding 4): werkzeug decodes names, so these are access_token.
+        ("/events?access%5Ftoken=abc&topic=a", "/events?access%5Ftoken=[redacted]&topic=a"),
+        ("/events?%61ccess_token=abc", "/events?%61ccess_token=[redacted]"),
+        ("/events?topic=a&ACCESS%5fTOKEN=abc", "/events?topic=a&ACCESS%5fTOKEN=[redacted]"),
+        ("/ws?%74oken=abc", "/ws?%74oken=[redacted]"),
+        ("/ws?j%77t=abc;x=1", "/ws?j%77t=[redacted];x=1"),
+        ("/events?access%5Ftoke=abc", "/events?access%5Ftoke=abc"),  # another name
+        ("/events?topic=access%5Ftoken", "/events?topic=access%5Ftoken"),  # a value
+    ],
+)
+def test_a_parameter_is_matched_by_its_decoded_name(text: str, expected: str) -> None:
+    assert redact_url(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("referer", "expected"),
+    [
+        ("http://dash.example/?topic=a&token=abc", "http://dash.example/?[redacted]"),
+        ("https://dash.example/page#token=abc", "https://dash.example/page?[redacted]"),
+        ("https://dash.example/page", "https://dash.example/page"),
+        ("-", "-"),
+    ],
+)
+def test_a_referer_is_logged_without_its_query(referer: str, expected: str) -> None:
+    assert redact_referer(referer) == expected

@@ -74,13 +74,23 @@ def idempotency_scope(grant: Grant, token: str, key: str) -> str:
     return f"{publisher_scope(grant, token)}\n{key}"
 
 
-def publish_rate_limited(exc: RateLimited, rate: float) -> TooManyRequests:
-    """The 429 for a publisher over REALTIME_PUBLISH_RATE, with whole seconds to wait."""
+def publish_rate_limited(exc: RateLimited, rate: float, new_topics: int) -> TooManyRequests:
+    """The 429 for a publisher over REALTIME_PUBLISH_RATE (``rate_limited``) or over
+    REALTIME_NEW_TOPICS_PER_MINUTE (``topic_rate_limited``), with whole seconds to wait."""
+    retry_after = max(1, math.ceil(exc.retry_after_ms / 1000))
+    if exc.topics:
+        return TooManyRequests(
+            f"This publisher is over its {new_topics} new topics a minute "
+            "(REALTIME_NEW_TOPICS_PER_MINUTE); publish to existing topics, or retry after the "
+            "time in Retry-After.",
+            code="topic_rate_limited",
+            retry_after=retry_after,
+        )
     return TooManyRequests(
         f"This publisher is over its rate of {rate:g} events per second "
         "(REALTIME_PUBLISH_RATE); retry after the time in Retry-After.",
         code="rate_limited",
-        retry_after=max(1, math.ceil(exc.retry_after_ms / 1000)),
+        retry_after=retry_after,
     )
 
 

@@ -4,15 +4,31 @@ Layout (every key shares the hash tag ``{rt}`` so the scripts are valid on Redis
 
 ``{rt}:epoch``      random token created with the counter; a new one means Redis lost its data.
 ``{rt}:seq``        the global counter; event ``<epoch>-<seq>`` has stream id ``<seq>-0``.
-``{rt}:t:<topic>``  one stream per topic, trimmed by ``REALTIME_HISTORY_MAXLEN`` and ``_TTL_S``.
+``{rt}:t:<topic>``  one stream per topic, trimmed by ``REALTIME_HISTORY_MAXLEN`` and ``_TTL_S``;
+                    with a TTL it expires as a whole once its newest event is past it.
+``{rt}:trim:<topic>`` the highest seq ever trimmed from that topic (exact detection of lost
+                    history on Redis 6.2, which lacks ``max-deleted-entry-id``); it expires
+                    with its stream.
+``{rt}:clock``      sorted set seq by time, a point every :data:`CLOCK_EVERY_MS`, kept for the
+                    TTL: which seqs are older than the TTL (see "Expiry" below).
 ``{rt}:firehose``   every event of every topic, in seq order, read by each worker's hub.
-``{rt}:trimmed``    hash topic -> highest seq ever trimmed from that topic: exact detection of
-                    lost history on Redis 6.2, which lacks ``max-deleted-entry-id``.
+``{rt}:trimmed``    hash topic -> marker, as written before markers became keys: still read.
 ``{rt}:idem:<k>``   the ids a publish with ``Idempotency-Key`` got, for its retries.
+``{rt}:topics:<p>`` one publisher's budget of new topics (``REALTIME_NEW_TOPICS_PER_MINUTE``).
 
 Publishing is one Lua script, so an event is in its topic stream and the firehose or in neither.
 Every check (idempotency) happens before the first write, so a refused publish writes nothing.
 Seqs in the firehose are contiguous, which lets the hub detect a gap by arithmetic.
+
+Expiry: with ``REALTIME_HISTORY_TTL_S``, a topic's stream and marker expire in Redis
+:func:`expiry_margin_ms` after its newest event passes the TTL, so a topic nobody publishes to
+any more leaves nothing behind, however many one-off topics were created (a quiet topic's
+events were otherwise kept until the topic was next touched). What an expired stream held is
+then unknown, but it was all published before ``now - TTL``: the clock bounds those seqs, and
+a client whose position is below that bound is told ``trimmed`` (for a topic with no stream,
+or one created again since: its marker is set to the bound when it is created). A client away
+for less than the TTL is never affected, and the margin keeps a stream from expiring under a
+replay that the check let through.
 
 Publishes that arrive together share a round trip (:class:`ScriptBatcher`): each is still its own
 script call with its own answer, pipelined on one connection, so a worker under load pays one
@@ -49,10 +65,29 @@ EPOCH_KEY = f"{PREFIX}:epoch"
 SEQ_KEY = f"{PREFIX}:seq"
 FIREHOSE_KEY = f"{PREFIX}:firehose"
 TRIMMED_KEY = f"{PREFIX}:trimmed"
+CLOCK_KEY = f"{PREFIX}:clock"
+#: How often the clock takes a point (seq, time): the bound it gives is late by at most this.
+CLOCK_EVERY_MS = 1000
 
 
 def topic_key(topic: str) -> str:
     return f"{PREFIX}:t:{topic}"
+
+
+def marker_key(topic: str) -> str:
+    """The highest seq trimmed from ``topic`` (it expires with the topic's stream)."""
+    return f"{PREFIX}:trim:{topic}"
+
+
+def new_topics_key(scope: str) -> str:
+    digest = hashlib.sha256(scope.encode()).hexdigest()[:32]
+    return f"{PREFIX}:topics:{digest}"
+
+
+def expiry_margin_ms(ttl_ms: int) -> int:
+    """How long past the TTL a topic's stream is kept before Redis expires it: long enough that
+    no replay the check let through can lose it midway (a replay takes seconds)."""
+    return min(ttl_ms, 60_000)
 
 
 def presence_key(topic: str) -> str:
@@ -92,8 +127,9 @@ end
 
 # Shared by both scripts that may trim: remove what is over MAXLEN or older than the TTL from the
 # front of a topic stream and remember the highest seq removed, so replay can tell a gap exactly.
+# The marker lives as long as its stream (both are given the stream's expiry).
 _TRIM_LUA = """
-local function trim(key, topic, trimmed_key, maxlen, ttl_ms, now)
+local function trim(key, marker_key, maxlen, ttl_ms, now)
   local removed = nil
   local len = redis.call('XLEN', key)
   if len > maxlen then
@@ -119,14 +155,33 @@ local function trim(key, topic, trimmed_key, maxlen, ttl_ms, now)
     end
   end
   if removed then
-    redis.call('HSET', trimmed_key, topic, string.match(removed, '^(%d+)'))
+    redis.call('SET', marker_key, string.match(removed, '^(%d+)'))
+    local pttl = redis.call('PTTL', key)
+    if pttl > 0 then redis.call('PEXPIRE', marker_key, pttl) end
   end
+end
+
+-- The highest seq known trimmed from a topic: its marker key, or a marker of the old hash.
+local function marker(marker_key, legacy_key, topic)
+  local own = tonumber(redis.call('GET', marker_key) or '0')
+  local old = tonumber(redis.call('HGET', legacy_key, topic) or '0')
+  return math.max(own, old)
+end
+
+-- A bound on the seqs published before now - ttl: the first clock point at or after that time
+-- (the counter only grows), or the head when there is none since.
+local function horizon(clock_key, seq_key, now, ttl_ms)
+  local point = redis.call('ZRANGEBYSCORE', clock_key, now - ttl_ms, '+inf', 'LIMIT', 0, 1)
+  if #point > 0 then return tonumber(point[1]) end
+  return tonumber(redis.call('GET', seq_key) or '0')
 end
 """
 
-# KEYS: epoch, seq, firehose, trimmed, idempotency, rate bucket, topic stream x n
+# KEYS: epoch, seq, firehose, trimmed (legacy), idempotency, rate bucket, new-topics bucket,
+#       clock, then topic stream and marker x n
 # ARGV: candidate epoch, now ms, maxlen, ttl ms, firehose maxlen, idem ttl s, use idem,
-#       fingerprint, rate (events/s, 0: unlimited), burst, n, then topic, type, data for each
+#       fingerprint, rate (events/s, 0: unlimited), burst, new topics per minute (0: unlimited),
+#       expiry margin ms, n, then topic, type, data for each
 _PUBLISH_LUA = (
     _EPOCH_LUA
     + _TRIM_LUA
@@ -139,38 +194,91 @@ if use_idem then
   end
 end
 local now = tonumber(ARGV[2])
-local n = tonumber(ARGV[11])
-local rate, burst = tonumber(ARGV[9]), tonumber(ARGV[10])
-if rate > 0 then
-  -- The publisher's token bucket, shared by every worker and host: refill, then spend n.
-  local bucket = redis.call('HMGET', KEYS[6], 'tokens', 'ts')
+local n = tonumber(ARGV[13])
+local FIRST_TOPIC_KEY, FIRST_TOPIC_ARG = 9, 13
+
+-- A token bucket of `rate` a second and `burst` at most, shared by every worker and host: its
+-- tokens after refilling, and the answer if `cost` is more than it holds. Nothing is written.
+local function refill(key, rate, burst, cost)
+  local bucket = redis.call('HMGET', key, 'tokens', 'ts')
   local tokens = tonumber(bucket[1]) or burst
   local ts = tonumber(bucket[2]) or now
   tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-  if tokens < n then
-    return {'limited', '', tostring(math.ceil((n - tokens) * 1000 / rate))}
-  end
-  redis.call('HSET', KEYS[6], 'tokens', tostring(tokens - n), 'ts', now)
-  redis.call('PEXPIRE', KEYS[6], math.ceil(burst * 1000 / rate) + 1000)
+  if tokens < cost then return tokens, tostring(math.ceil((cost - tokens) * 1000 / rate)) end
+  return tokens, nil
 end
+local function spend(key, rate, burst, tokens, cost)
+  redis.call('HSET', key, 'tokens', tostring(tokens - cost), 'ts', now)
+  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
+end
+
+-- Every check before the first write: a refused publish writes nothing, buckets included.
+local rate, burst = tonumber(ARGV[9]), tonumber(ARGV[10])
+local event_tokens, topic_tokens
+if rate > 0 then
+  local wait
+  event_tokens, wait = refill(KEYS[6], rate, burst, n)
+  if wait then return {'limited', '', wait} end
+end
+local new_topics = {}
+local created = 0
+for i = 1, n do
+  local topic = ARGV[FIRST_TOPIC_ARG + (i - 1) * 3 + 1]
+  if new_topics[topic] == nil then
+    new_topics[topic] = redis.call('EXISTS', KEYS[FIRST_TOPIC_KEY + (i - 1) * 2]) == 0
+    if new_topics[topic] then created = created + 1 end
+  end
+end
+local per_minute = tonumber(ARGV[11])
+if per_minute > 0 and created > 0 then
+  local wait
+  topic_tokens, wait = refill(KEYS[7], per_minute / 60, per_minute, created)
+  if wait then return {'topics_limited', '', wait} end
+end
+if event_tokens then spend(KEYS[6], rate, burst, event_tokens, n) end
+if topic_tokens then spend(KEYS[7], per_minute / 60, per_minute, topic_tokens, created) end
+
 local epoch = current_epoch(KEYS[1], KEYS[2], ARGV[1])
 local maxlen = tonumber(ARGV[3])
 local ttl_ms = tonumber(ARGV[4])
+local expiry_ms = ttl_ms + tonumber(ARGV[12])
+-- A topic created (again) now: whatever an expired stream of it held was published before
+-- now - ttl, so clients below that bound (taken before this publish's own seqs) are told it
+-- was trimmed.
+local bound = 0
+if created > 0 and ttl_ms > 0 then bound = horizon(KEYS[8], KEYS[2], now, ttl_ms) end
 local last = redis.call('INCRBY', KEYS[2], n)
 local first = last - n + 1
 for i = 1, n do
-  local base = 11 + (i - 1) * 3
+  local base = FIRST_TOPIC_ARG + (i - 1) * 3
   local topic, etype, data = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local key = KEYS[FIRST_TOPIC_KEY + (i - 1) * 2]
+  if new_topics[topic] then
+    new_topics[topic] = false
+    if bound > 0 then redis.call('SET', KEYS[FIRST_TOPIC_KEY + (i - 1) * 2 + 1], bound) end
+  end
   local id = (first + i - 1) .. '-0'
-  redis.call('XADD', KEYS[6 + i], id, 't', now, 'y', etype, 'd', data)
+  redis.call('XADD', key, id, 't', now, 'y', etype, 'd', data)
   redis.call('XADD', KEYS[3], id, 't', now, 'p', topic, 'y', etype, 'd', data, 'e', epoch)
 end
 local trimmed = {}
 for i = 1, n do
-  local topic = ARGV[11 + (i - 1) * 3 + 1]
+  local topic = ARGV[FIRST_TOPIC_ARG + (i - 1) * 3 + 1]
   if not trimmed[topic] then
     trimmed[topic] = true
-    trim(KEYS[6 + i], topic, KEYS[4], maxlen, ttl_ms, now)
+    local key, mkey = KEYS[FIRST_TOPIC_KEY + (i - 1) * 2], KEYS[FIRST_TOPIC_KEY + (i - 1) * 2 + 1]
+    if ttl_ms > 0 then
+      redis.call('PEXPIRE', key, expiry_ms)
+      redis.call('PEXPIRE', mkey, expiry_ms)
+    end
+    trim(key, mkey, maxlen, ttl_ms, now)
+  end
+end
+if ttl_ms > 0 then
+  local newest = redis.call('ZRANGE', KEYS[8], -1, -1, 'WITHSCORES')
+  if #newest == 0 or now - tonumber(newest[2]) >= CLOCK_EVERY_MS then
+    redis.call('ZADD', KEYS[8], now, tostring(last))
+    redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. (now - expiry_ms - CLOCK_EVERY_MS))
   end
 end
 redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]))
@@ -178,10 +286,10 @@ if use_idem then
   redis.call('SET', KEYS[5], ARGV[8] .. '|' .. first .. '|' .. n, 'EX', tonumber(ARGV[6]))
 end
 return {'ok', epoch, tostring(first)}
-"""
+""".replace("CLOCK_EVERY_MS", str(CLOCK_EVERY_MS))
 )
 
-# KEYS: epoch, seq, trimmed, topic stream x n
+# KEYS: epoch, seq, trimmed (legacy), clock, then topic stream and marker x n
 # ARGV: candidate epoch, claimed epoch ('' for a fresh client), after seq, now ms, maxlen, ttl ms,
 #       then the topics
 _CHECK_LUA = (
@@ -195,25 +303,33 @@ if claimed == '' then return {'fresh', epoch, tostring(head)} end
 if claimed ~= epoch then return {'epoch', epoch, tostring(head)} end
 if after > head then return {'unknown_id', epoch, tostring(head)} end
 local now, maxlen, ttl_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-for i = 4, #KEYS do
-  local topic = ARGV[i + 3]
-  trim(KEYS[i], topic, KEYS[3], maxlen, ttl_ms, now)
-  local marker = redis.call('HGET', KEYS[3], topic)
-  if marker and tonumber(marker) > after then return {'trimmed', epoch, tostring(head)} end
+local bound = nil
+for i = 1, (#KEYS - 4) / 2 do
+  local key, mkey, topic = KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[6 + i]
+  trim(key, mkey, maxlen, ttl_ms, now)
+  if marker(mkey, KEYS[3], topic) > after then return {'trimmed', epoch, tostring(head)} end
+  if ttl_ms > 0 and redis.call('EXISTS', key) == 0 then
+    -- No stream: if the topic had one, it expired, with events published before now - ttl.
+    bound = bound or horizon(KEYS[4], KEYS[2], now, ttl_ms)
+    if bound > after then return {'trimmed', epoch, tostring(head)} end
+  end
 end
 return {'ok', epoch, tostring(head)}
 """
 )
 
-# KEYS: epoch, trimmed, topic stream.  ARGV: epoch, topic, after seq, up to seq, count
-_PAGE_LUA = """
+# KEYS: epoch, trimmed (legacy), topic stream, its marker.  ARGV: epoch, topic, after seq, up to
+# seq, count
+_PAGE_LUA = (
+    _TRIM_LUA
+    + """
 local epoch = redis.call('GET', KEYS[1])
 if epoch ~= ARGV[1] then return {'epoch', {}} end
 local after = tonumber(ARGV[3])
-local marker = redis.call('HGET', KEYS[2], ARGV[2])
-if marker and tonumber(marker) > after then return {'trimmed', {}} end
+if marker(KEYS[4], KEYS[2], ARGV[2]) > after then return {'trimmed', {}} end
 return {'ok', redis.call('XRANGE', KEYS[3], (after + 1) .. '-0', ARGV[4] .. '-0', 'COUNT', ARGV[5])}
 """
+)
 
 # KEYS: epoch, seq.  ARGV: candidate epoch.  The epoch and head read together, creating the epoch.
 _POSITION_LUA = (
@@ -283,11 +399,13 @@ class IdempotencyConflict(Exception):
 
 
 class RateLimited(Exception):
-    """The publisher is over its rate; ``retry_after_ms`` until enough budget is back."""
+    """The publisher is over its rate of events (or, ``topics``, of new topics);
+    ``retry_after_ms`` until enough budget is back."""
 
-    def __init__(self, retry_after_ms: int) -> None:
+    def __init__(self, retry_after_ms: int, *, topics: bool = False) -> None:
         super().__init__(retry_after_ms)
         self.retry_after_ms = retry_after_ms
+        self.topics = topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,6 +792,7 @@ class Broker:
         rate_scope: str | None = None,
         rate: float = 0,
         burst: int = 0,
+        new_topics_per_minute: int = 0,
         now_ms: int | None = None,
     ) -> Published:
         """Store ``drafts`` atomically (all or none) and return their ids.
@@ -683,7 +802,10 @@ class Broker:
         :class:`IdempotencyConflict` and writes nothing. With ``rate`` > 0 the publisher named
         by ``rate_scope`` may store ``rate`` events a second in bursts of ``burst``, counted in
         Redis so the limit holds across workers and hosts; over it, :class:`RateLimited` is
-        raised and nothing is written. A retried duplicate costs nothing.
+        raised and nothing is written. With ``new_topics_per_minute`` > 0 the same publisher may
+        create that many topics a minute (a topic is new while it has no stream: never published
+        to, or expired), or :class:`RateLimited` with ``topics=True``. A retried duplicate costs
+        nothing.
         """
         if not drafts:
             raise ValueError("publish needs at least one event")
@@ -692,7 +814,16 @@ class Broker:
         keys = [EPOCH_KEY, SEQ_KEY, FIREHOSE_KEY, TRIMMED_KEY]
         keys.append(idempotency_key(idempotency) if idempotency else f"{PREFIX}:idem:-")
         keys.append(rate_key(rate_scope) if rate_scope and rate > 0 else f"{PREFIX}:rate:-")
-        keys += [topic_key(d.topic) for d in drafts]
+        limit_topics = rate_scope is not None and new_topics_per_minute > 0
+        keys.append(
+            new_topics_key(rate_scope)
+            if rate_scope is not None and limit_topics
+            else f"{PREFIX}:topics:-"
+        )
+        keys.append(CLOCK_KEY)
+        for d in drafts:
+            keys += [topic_key(d.topic), marker_key(d.topic)]
+        ttl_ms = r.ttl_s * 1000
         args: list[str | int] = [
             self.high_water.spec(),
             now_ms if now_ms is not None else int(time.time() * 1000),
@@ -704,6 +835,8 @@ class Broker:
             digest,
             str(rate if rate_scope else 0),
             burst,
+            new_topics_per_minute if limit_topics else 0,
+            expiry_margin_ms(ttl_ms),
             len(drafts),
         ]
         for d in drafts:
@@ -712,8 +845,8 @@ class Broker:
         result = self._publish_lane()(keys, args)
         metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         status, epoch = _text(result[0]), _text(result[1])
-        if status == "limited":
-            raise RateLimited(int(_text(result[2])))
+        if status in ("limited", "topics_limited"):
+            raise RateLimited(int(_text(result[2])), topics=status == "topics_limited")
         if status == "dup":
             stored_digest, first, count = _text(result[2]).split("|")
             if stored_digest != digest:
@@ -756,7 +889,9 @@ class Broker:
         quiet topic cannot replay events older than the TTL.
         """
         r = self.retention
-        keys = [EPOCH_KEY, SEQ_KEY, TRIMMED_KEY] + [topic_key(t) for t in topics]
+        keys = [EPOCH_KEY, SEQ_KEY, TRIMMED_KEY, CLOCK_KEY]
+        for topic in topics:
+            keys += [topic_key(topic), marker_key(topic)]
         args: list[str | int] = [
             self.high_water.spec(),
             claimed_epoch or "",
@@ -785,7 +920,7 @@ class Broker:
         while cursor < upto:
             try:
                 status, entries = self._page(
-                    keys=[EPOCH_KEY, TRIMMED_KEY, topic_key(topic)],
+                    keys=[EPOCH_KEY, TRIMMED_KEY, topic_key(topic), marker_key(topic)],
                     args=[epoch, topic, cursor, upto, page_size],
                 )
             except RedisError as exc:

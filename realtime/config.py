@@ -78,6 +78,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REALTIME_WS_BURST", "40", "WebSocket messages a connection may send at once."),
     Setting("REALTIME_PUBLISH_RATE", "2000", "Events/s one publisher may store; 0: no limit."),
     Setting("REALTIME_PUBLISH_BURST", "10000", "Events one publisher may store at once."),
+    Setting(
+        "REALTIME_NEW_TOPICS_PER_MINUTE",
+        "6000",
+        "Topics one publisher may create a minute (also its burst); 0: no limit.",
+    ),
     Setting("REALTIME_MAX_CONNECTIONS_PER_IP", "500", "Streams one client address may hold."),
     Setting("REALTIME_PROXY_HOPS", "0", "Trusted proxies in front (X-Forwarded-For hops)."),
     Setting(
@@ -143,6 +148,7 @@ class Settings:
     ws_burst: int
     publish_rate: float
     publish_burst: int
+    new_topics_per_minute: int
     max_connections_per_ip: int
     proxy_hops: int
     metrics_token: str | None
@@ -369,6 +375,9 @@ def load_settings(
         ws_burst=_int("REALTIME_WS_BURST", get("REALTIME_WS_BURST"), minimum=1),
         publish_rate=publish_rate,
         publish_burst=publish_burst,
+        new_topics_per_minute=_int(
+            "REALTIME_NEW_TOPICS_PER_MINUTE", get("REALTIME_NEW_TOPICS_PER_MINUTE"), minimum=0
+        ),
         max_connections_per_ip=_int(
             "REALTIME_MAX_CONNECTIONS_PER_IP", get("REALTIME_MAX_CONNECTIONS_PER_IP"), minimum=1
         ),

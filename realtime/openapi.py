@@ -79,7 +79,7 @@ ERRORS: dict[int, tuple[str, ...]] = {
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
     426: ("unsupported_websocket_version",),
-    429: ("too_many_connections", "rate_limited"),
+    429: ("too_many_connections", "rate_limited", "topic_rate_limited"),
     503: ("redis_unavailable", "draining"),
 }
 
@@ -154,7 +154,7 @@ _PUBLISH_ERRORS: dict[int, tuple[str, ...]] = {
     408: ("request_timeout",),
     413: ("payload_too_large",),
     415: ("unsupported_media_type",),
-    429: ("rate_limited",),
+    429: ("rate_limited", "topic_rate_limited"),
     503: ("redis_unavailable",),
 }
 

@@ -284,9 +284,12 @@ def publish() -> tuple[Response, int]:
             rate_scope=publisher_scope(grant, token),
             rate=settings.publish_rate,
             burst=settings.publish_burst,
+            new_topics_per_minute=settings.new_topics_per_minute,
         )
     except RateLimited as exc:
-        raise publish_rate_limited(exc, settings.publish_rate) from None
+        raise publish_rate_limited(
+            exc, settings.publish_rate, settings.new_topics_per_minute
+        ) from None
     except IdempotencyConflict:
         raise BadRequest(
             "This Idempotency-Key was already used for a different request.",

@@ -423,9 +423,13 @@ class WebSocketSession:
                 rate_scope=publisher_scope(grant, self.token or ""),
                 rate=self.settings.publish_rate,
                 burst=self.settings.publish_burst,
+                new_topics_per_minute=self.settings.new_topics_per_minute,
             )
         except RateLimited as exc:
-            raise publish_rate_limited(exc, self.settings.publish_rate) from None
+            settings = self.settings
+            raise publish_rate_limited(
+                exc, settings.publish_rate, settings.new_topics_per_minute
+            ) from None
         except IdempotencyConflict:
             raise BadRequest(
                 "This idempotency_key was already used for a different event.",

@@ -121,6 +121,7 @@ WHOLE_NUMBERS = (
     ("REALTIME_REDIS_POOL_SIZE", ("0", "1001")),
     ("REALTIME_WS_BURST", ("0",)),
     ("REALTIME_PUBLISH_BURST", ("0",)),
+    ("REALTIME_NEW_TOPICS_PER_MINUTE", ()),  # 0 means "no limit", so only negatives are out
     ("REALTIME_MAX_CONNECTIONS_PER_IP", ("0",)),
     ("REALTIME_PROXY_HOPS", ("11",)),
 )

@@ -430,6 +430,39 @@ def test_10_gunicorns_own_refusals_answer_in_the_json_contract(server: Gunicorn)
     assert "a" * 100 not in server.log()  # no line quoted the long token
 
 
+# -- 11. retention enforced only when a topic is touched --------------------------------------
+
+
+def test_11_a_quiet_topic_leaves_redis_by_itself_and_new_topics_are_bounded(
+    gunicorn_factory: Callable[..., Gunicorn], redis_url: str, store: redis.Redis
+) -> None:
+    """Finding 11: a quiet topic's stream outlived the TTL until touched again, and a
+    publisher with ``*`` could create topic keys without bound. (The memory of 100,000 one-off
+    topics before and after the TTL is in ``tests/test_retention.py``.)"""
+    server: Gunicorn = gunicorn_factory(
+        redis_url,
+        workers=1,
+        env={"REALTIME_HISTORY_TTL_S": "1", "REALTIME_NEW_TOPICS_PER_MINUTE": "3"},
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+    def publish(topic: str) -> tuple[int, dict[str, str], bytes]:
+        body = json.dumps({"topic": topic, "data": "x"}).encode()
+        return request(server.port, "POST", "/publish", auth, body)
+
+    for topic in ("quiet:1", "quiet:2", "quiet:3"):
+        assert publish(topic)[0] == 201
+    status, headers, body = publish("quiet:4")  # a fourth new topic within the minute
+    assert (status, json.loads(body)["error"]) == (429, "topic_rate_limited")
+    assert int(headers["retry-after"]) >= 1
+    assert not store.exists("{rt}:t:quiet:4")
+    assert publish("quiet:1")[0] == 201  # an existing topic takes events all the same
+    started = time.monotonic()
+    while store.exists("{rt}:t:quiet:1", "{rt}:t:quiet:2", "{rt}:t:quiet:3"):
+        assert time.monotonic() - started < 10, "a quiet topic outlived its TTL in Redis"
+        time.sleep(0.2)
+
+
 # -- 12. small contract gaps ---------------------------------------------------------------------
 
 

@@ -9,8 +9,9 @@ Layout (every key shares the hash tag ``{rt}`` so the scripts are valid on Redis
 ``{rt}:trim:<topic>`` the highest seq ever trimmed from that topic (exact detection of lost
                     history on Redis 6.2, which lacks ``max-deleted-entry-id``); it expires
                     with its stream.
-``{rt}:clock``      sorted set seq by time, a point every :data:`CLOCK_EVERY_MS`, kept for the
-                    TTL: which seqs are older than the TTL (see "Expiry" below).
+``{rt}:clock``      sorted set: the counter as a publish began, by its time, a point every
+                    :data:`CLOCK_EVERY_MS`, kept for the TTL: which seqs are older than the TTL
+                    (see "Expiry" below).
 ``{rt}:firehose``   every event of every topic, in seq order, read by each worker's hub.
 ``{rt}:trimmed``    hash topic -> marker, as written before markers became keys: still read.
 ``{rt}:idem:<k>``   the ids a publish with ``Idempotency-Key`` got, for its retries.
@@ -168,8 +169,9 @@ local function marker(marker_key, legacy_key, topic)
   return math.max(own, old)
 end
 
--- A bound on the seqs published before now - ttl: the first clock point at or after that time
--- (the counter only grows), or the head when there is none since.
+-- A bound on the seqs published before now - ttl. A clock point (t, s) says every event
+-- published before t has a seq of at most s (s is the counter as the publish at t began), so the
+-- first point at or after that time bounds them; with none since, the head does.
 local function horizon(clock_key, seq_key, now, ttl_ms)
   local point = redis.call('ZRANGEBYSCORE', clock_key, now - ttl_ms, '+inf', 'LIMIT', 0, 1)
   if #point > 0 then return tonumber(point[1]) end
@@ -277,7 +279,7 @@ end
 if ttl_ms > 0 then
   local newest = redis.call('ZRANGE', KEYS[8], -1, -1, 'WITHSCORES')
   if #newest == 0 or now - tonumber(newest[2]) >= CLOCK_EVERY_MS then
-    redis.call('ZADD', KEYS[8], now, tostring(last))
+    redis.call('ZADD', KEYS[8], now, tostring(first - 1))
     redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. (now - expiry_ms - CLOCK_EVERY_MS))
   end
 end

@@ -81,8 +81,8 @@ def marker_key(topic: str) -> str:
 
 
 def new_topics_key(scope: str) -> str:
-    digest = hashlib.sha256(scope.encode()).hexdigest()[:32]
-    return f"{PREFIX}:topics:{digest}"
+    """One publisher's budget of new topics (REALTIME_NEW_TOPICS_PER_MINUTE)."""
+    return _publisher_key("topics", scope)
 
 
 def expiry_margin_ms(ttl_ms: int) -> int:
@@ -96,8 +96,13 @@ def presence_key(topic: str) -> str:
 
 
 def rate_key(scope: str) -> str:
-    digest = hashlib.sha256(scope.encode()).hexdigest()[:32]
-    return f"{PREFIX}:rate:{digest}"
+    """One publisher's budget of events (REALTIME_PUBLISH_RATE)."""
+    return _publisher_key("rate", scope)
+
+
+def _publisher_key(kind: str, scope: str) -> str:
+    """A key of one publisher's, named by a digest: a scope may be long or hold anything."""
+    return f"{PREFIX}:{kind}:{hashlib.sha256(scope.encode()).hexdigest()[:32]}"
 
 
 def idempotency_key(scoped_key: str) -> str:

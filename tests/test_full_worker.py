@@ -19,13 +19,13 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gevent
 import pytest
 from conftest import ROOT, Gunicorn, gunicorn_env, make_token
+from raw_http import Answer, request
 from sse_client import SocketStream
 from test_ws import Client
 from wsproto import ConnectionType, WSConnection
@@ -43,18 +43,6 @@ STREAMS = 200
 HEADROOM = 20
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    seconds: float  # from connecting to the last byte of the answer
-    closed_after: bool  # the server hung up once the answer was sent
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
 def ask(
     port: int,
     method: str,
@@ -65,32 +53,9 @@ def ask(
     within: float = WITHIN_S,
 ) -> Answer:
     """One request on a new connection; the whole answer must come ``within`` seconds."""
-    started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", port), timeout=within) as sock:
-        lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        if body or method == "POST":
-            lines.append(f"Content-Length: {len(body)}")
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"{method} {path}: the connection closed before an answer"
-            data += chunk
-        head, _, rest = data.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        found = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
-        length = int(found.get("content-length", "0"))
-        while len(rest) < length:
-            chunk = sock.recv(65536)
-            assert chunk, f"{method} {path}: the connection closed inside the answer"
-            rest += chunk
-        seconds = time.monotonic() - started
-        closed_after = False
-        if found.get("connection") == "close":
-            closed_after = sock.recv(1) == b""
-    assert seconds < within, f"{method} {path} took {seconds:.2f} s"
-    return Answer(int(status_line.split()[1]), found, rest, seconds, closed_after)
+    answer = request(port, method, path, headers, body, timeout=within)
+    assert answer.seconds < within, f"{method} {path} took {answer.seconds:.2f} s"
+    return answer
 
 
 def publish(port: int, data: str) -> Answer:

@@ -37,14 +37,6 @@ def draft(topic: str, data: str = "x") -> Draft:
 
 
 @pytest.fixture
-def raw(any_redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(any_redis_server.url)
-    client.flushall()
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def broker(any_redis_server: RedisServer, raw: redis.Redis) -> Iterator[Broker]:
     retention = Retention(maxlen=100, ttl_s=TTL_S, firehose_maxlen=1000, idempotency_ttl_s=60)
     b = Broker(any_redis_server.url, retention=retention, pool_size=2)

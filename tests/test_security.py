@@ -11,15 +11,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import jwt
 import pytest
 import redis
 from conftest import SECRET, Gunicorn, gunicorn_env, make_token, spawn_gunicorn
+from raw_http import Answer, exchange, request
 from sse_client import SocketStream
 from test_ws import Client
 
@@ -57,52 +56,10 @@ def store(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def exchange(port: int, raw: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    """Send ``raw`` as is on a new connection; the status, headers and body of the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(raw)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in lines[1:] if h)}
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-    return int(lines[0].split()[1]), headers, body
-
-
-def request(
-    port: int,
-    method: str,
-    path: str,
-    headers: dict[str, str] | None = None,
-    body: bytes = b"",
-) -> tuple[int, dict[str, str], bytes]:
-    headers = {"Host": f"127.0.0.1:{port}", "Connection": "close", **(headers or {})}
-    lines = [f"{method} {path} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
-    if method == "POST" and "Transfer-Encoding" not in headers:
-        lines.append(f"Content-Length: {len(body)}")
-    return exchange(port, ("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-
-
-def error_of(answer: tuple[int, dict[str, str], bytes]) -> tuple[int, str]:
-    status, headers, body = answer
-    assert headers.get("content-type", "").startswith("application/json"), (status, body[:200])
-    return status, json.loads(body)["error"]
-
-
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
-def form_publish(port: int, topic: str, headers: dict[str, str], query: str = "") -> Any:
+def form_publish(port: int, topic: str, headers: dict[str, str], query: str = "") -> Answer:
     return request(
         port, "POST", "/publish" + query, {**FORM, **headers}, f"topic={topic}&data=x".encode()
     )
@@ -142,15 +99,15 @@ def test_1_a_cookie_or_query_token_publishes_only_from_an_allowed_origin(
         )
     )
     for answer in refused:
-        assert error_of(answer) == (403, "origin_not_allowed")
+        assert answer.error() == (403, "origin_not_allowed")
     assert not store.keys("{rt}:t:csrf:*"), "a refused cross-site publish stored an event"
 
     # The same origin with the cookie, a query token without a browser's Origin (curl, cron),
     # and the Authorization header from anywhere (a page could only send it after a CORS
     # preflight, which this server never grants) still publish.
-    assert form_publish(port, "csrf:ok", {**cookie, **ours})[0] == 201
-    assert form_publish(port, "csrf:ok", {}, query=f"?access_token={TOKEN}")[0] == 201
-    assert form_publish(port, "csrf:ok", {**evil, "Authorization": f"Bearer {TOKEN}"})[0] == 201
+    assert form_publish(port, "csrf:ok", {**cookie, **ours}).status == 201
+    assert form_publish(port, "csrf:ok", {}, query=f"?access_token={TOKEN}").status == 201
+    assert form_publish(port, "csrf:ok", {**evil, "Authorization": f"Bearer {TOKEN}"}).status == 201
 
 
 # -- 2. presence lists token subjects to anyone --------------------------------------------------
@@ -164,25 +121,25 @@ def test_2_who_is_present_needs_a_token_granting_the_topic(server: Gunicorn) -> 
     try:
         deadline = time.monotonic() + 10
         while True:
-            status, _, body = request(
+            answer = request(
                 server.port,
                 "GET",
                 "/presence?topic=public:lobby",
                 {"Authorization": f"Bearer {TOKEN}"},
             )
-            seen = json.loads(body)
+            seen = answer.json()
             if seen["present"] or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        assert status == 200 and seen == {
+        assert answer.status == 200 and seen == {
             "topic": "public:lobby",
             "present": ["alice@example.com"],
             "connections": 1,
             "hidden": False,
         }
-        status, _, body = request(server.port, "GET", "/presence?topic=public:lobby")
-        assert status == 200
-        assert json.loads(body) == {
+        anonymous_answer = request(server.port, "GET", "/presence?topic=public:lobby")
+        assert anonymous_answer.status == 200
+        assert anonymous_answer.json() == {
             "topic": "public:lobby",
             "present": [],
             "connections": 1,
@@ -217,7 +174,7 @@ def test_3_a_huge_numeric_date_is_an_invalid_token_everywhere(server: Gunicorn, 
         {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         b'{"topic": "huge", "data": "x"}',
     )
-    assert error_of(answer) == (401, "invalid_token")
+    assert answer.error() == (401, "invalid_token")
     by_message = Client(server)
     by_message.recv()
     by_message.send(type="auth", token=token, req=1)
@@ -261,7 +218,7 @@ def test_4_percent_encoded_token_names_and_referers_are_redacted_in_the_access_l
 # -- 5. a broken WebSocket handshake -------------------------------------------------------------
 
 
-def upgrade(port: int, version: str | None, key: str | None) -> tuple[int, dict[str, str], bytes]:
+def upgrade(port: int, version: str | None, key: str | None) -> Answer:
     headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
     if version is not None:
         headers["Sec-WebSocket-Version"] = version
@@ -289,10 +246,10 @@ def test_5_a_broken_websocket_handshake_gets_a_json_400_or_426(
 ) -> None:
     """Finding 5: wsproto's error on a missing or foreign version or key was a 500."""
     answer = upgrade(server.port, version, key)
-    assert error_of(answer) == (status, code)
+    assert answer.error() == (status, code)
     if status == 426:
-        assert answer[1]["sec-websocket-version"] == "13"
-    assert upgrade(server.port, "13", KEY)[0] == 101
+        assert answer.headers["sec-websocket-version"] == "13"
+    assert upgrade(server.port, "13", KEY).status == 101
 
 
 # -- 6. a chunked body over REALTIME_MAX_BODY ----------------------------------------------------
@@ -306,7 +263,7 @@ def chunked(body: bytes, size: int = 65536) -> bytes:
     return b"".join(parts) + b"0\r\n\r\n"
 
 
-def chunked_publish(port: int, body: bytes, content_type: str) -> Any:
+def chunked_publish(port: int, body: bytes, content_type: str) -> Answer:
     headers = {
         "Authorization": f"Bearer {TOKEN}",
         "Content-Type": content_type,
@@ -322,23 +279,23 @@ def test_6_a_chunked_body_over_the_limit_is_413_and_stores_nothing(
     invalid JSON (400); a cut form could even have been stored."""
     limit = 1_048_576
     big_json = json.dumps({"topic": "chunky", "data": "x" * 1_080_000}).encode()
-    assert error_of(chunked_publish(server.port, big_json, "application/json")) == (
+    assert chunked_publish(server.port, big_json, "application/json").error() == (
         413,
         "payload_too_large",
     )
     padding = "p" * (limit + 1000)
     big_form = f"topic=chunky&data=x&type=t{padding}".encode()
-    assert error_of(
+    assert (
         chunked_publish(server.port, big_form, "application/x-www-form-urlencoded")
-    ) == (413, "payload_too_large")
+    ).error() == (413, "payload_too_large")
     assert not store.exists("{rt}:t:chunky")
     # A chunked body within the limit, and one of exactly the limit, are read whole.
     small = json.dumps({"topic": "chunky", "data": "fits"}).encode()
-    assert chunked_publish(server.port, small, "application/json")[0] == 201
+    assert chunked_publish(server.port, small, "application/json").status == 201
     exact = json.dumps({"topic": "chunky", "data": "e"}).encode()
     exact = exact[:-1] + b" " * (limit - len(exact)) + b"}"
     assert len(exact) == limit
-    assert chunked_publish(server.port, exact, "application/json")[0] == 201
+    assert chunked_publish(server.port, exact, "application/json").status == 201
 
 
 # -- 7. the WebSocket Origin check ignores the scheme --------------------------------------------
@@ -353,7 +310,7 @@ def upgrade_from(port: int, origin: str, extra: dict[str, str] | None = None) ->
         "Origin": origin,
         **(extra or {}),
     }
-    return request(port, "GET", f"/ws?access_token={TOKEN}", headers)[0]
+    return request(port, "GET", f"/ws?access_token={TOKEN}", headers).status
 
 
 def test_7_the_websocket_origin_must_match_scheme_host_and_port(
@@ -389,15 +346,13 @@ def test_7_the_websocket_origin_must_match_scheme_host_and_port(
 
 def test_9_metrics_need_the_metrics_token_when_one_is_set(server: Gunicorn) -> None:
     """Finding 9: /metrics answered anyone who reached gunicorn directly."""
-    assert error_of(request(server.port, "GET", "/metrics")) == (401, "missing_token")
+    assert request(server.port, "GET", "/metrics").error() == (401, "missing_token")
     wrong = {"Authorization": f"Bearer {METRICS_TOKEN}x"}
-    assert error_of(request(server.port, "GET", "/metrics", wrong)) == (401, "invalid_token")
+    assert request(server.port, "GET", "/metrics", wrong).error() == (401, "invalid_token")
     user = {"Authorization": f"Bearer {TOKEN}"}  # a user's token is not the metrics token
-    assert error_of(request(server.port, "GET", "/metrics", user)) == (401, "invalid_token")
-    status, _, body = request(
-        server.port, "GET", "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"}
-    )
-    assert status == 200 and b"realtime_connections_open" in body
+    assert request(server.port, "GET", "/metrics", user).error() == (401, "invalid_token")
+    answer = request(server.port, "GET", "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert answer.status == 200 and b"realtime_connections_open" in answer.body
 
 
 # -- 10. gunicorn's own refusals are HTML --------------------------------------------------------
@@ -406,27 +361,27 @@ def test_9_metrics_need_the_metrics_token_when_one_is_set(server: Gunicorn) -> N
 def test_10_gunicorns_own_refusals_answer_in_the_json_contract(server: Gunicorn) -> None:
     """Finding 10: gunicorn answered 414, 431 and 400 with HTML pages."""
     long_line = "/healthz?pad=" + "a" * 5000
-    assert error_of(request(server.port, "GET", long_line)) == (414, "uri_too_long")
+    assert request(server.port, "GET", long_line).error() == (414, "uri_too_long")
     huge_header = {"X-Pad": "h" * 9000}
-    assert error_of(request(server.port, "GET", "/healthz", huge_header)) == (
+    assert request(server.port, "GET", "/healthz", huge_header).error() == (
         431,
         "header_fields_too_large",
     )
     many = {f"X-Pad-{n}": "x" for n in range(120)}
-    assert error_of(request(server.port, "GET", "/healthz", many)) == (
+    assert request(server.port, "GET", "/healthz", many).error() == (
         431,
         "header_fields_too_large",
     )
-    assert error_of(exchange(server.port, b"GARBAGE\r\n\r\n")) == (400, "bad_request")
+    assert exchange(server.port, b"GARBAGE\r\n\r\n").error() == (400, "bad_request")
     # A token too long to be ours, below gunicorn's header limit, has its own answer.
     long_token = "a" * (MAX_TOKEN_LENGTH + 1)
     answer = request(
         server.port, "GET", "/events?topic=x", {"Authorization": f"Bearer {long_token}"}
     )
-    assert error_of(answer) == (401, "token_too_large")
+    assert answer.error() == (401, "token_too_large")
     # And a query token gunicorn's request-line limit refuses is 414 in the contract too.
     answer = request(server.port, "GET", f"/events?topic=x&access_token={long_token}")
-    assert error_of(answer) == (414, "uri_too_long")
+    assert answer.error() == (414, "uri_too_long")
     assert "a" * 100 not in server.log()  # no line quoted the long token
 
 
@@ -446,17 +401,17 @@ def test_11_a_quiet_topic_leaves_redis_by_itself_and_new_topics_are_bounded(
     )
     auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
-    def publish(topic: str) -> tuple[int, dict[str, str], bytes]:
+    def publish(topic: str) -> Answer:
         body = json.dumps({"topic": topic, "data": "x"}).encode()
         return request(server.port, "POST", "/publish", auth, body)
 
     for topic in ("quiet:1", "quiet:2", "quiet:3"):
-        assert publish(topic)[0] == 201
-    status, headers, body = publish("quiet:4")  # a fourth new topic within the minute
-    assert (status, json.loads(body)["error"]) == (429, "topic_rate_limited")
-    assert int(headers["retry-after"]) >= 1
+        assert publish(topic).status == 201
+    refused = publish("quiet:4")  # a fourth new topic within the minute
+    assert refused.error() == (429, "topic_rate_limited")
+    assert int(refused.headers["retry-after"]) >= 1
     assert not store.exists("{rt}:t:quiet:4")
-    assert publish("quiet:1")[0] == 201  # an existing topic takes events all the same
+    assert publish("quiet:1").status == 201  # an existing topic takes events all the same
     started = time.monotonic()
     while store.exists("{rt}:t:quiet:1", "{rt}:t:quiet:2", "{rt}:t:quiet:3"):
         assert time.monotonic() - started < 10, "a quiet topic outlived its TTL in Redis"
@@ -487,12 +442,12 @@ def test_12_unknown_fields_file_parts_and_missing_boundaries_are_refused_as_such
         f"Content-Type: text/plain\r\n\r\nfile content\r\n--{boundary}--\r\n"
     ).encode()
     multipart = {**auth, "Content-Type": f"multipart/form-data; boundary={boundary}"}
-    assert error_of(request(server.port, "POST", "/publish", multipart, with_file)) == (
+    assert request(server.port, "POST", "/publish", multipart, with_file).error() == (
         400,
         "bad_form",
     )
     no_boundary = {**auth, "Content-Type": "multipart/form-data"}
-    assert error_of(request(server.port, "POST", "/publish", no_boundary, with_file)) == (
+    assert request(server.port, "POST", "/publish", no_boundary, with_file).error() == (
         400,
         "bad_form",
     )

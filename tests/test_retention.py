@@ -104,15 +104,18 @@ def test_a_client_away_less_than_the_ttl_resumes_exactly_on_a_topic_created_mean
 def test_the_clock_keeps_a_point_a_second_and_only_for_the_ttl(
     broker: Broker, raw: redis.Redis
 ) -> None:
-    for _ in range(10):
-        broker.publish([draft("tick")])
+    """On the publishes' own clock (``now_ms``), so no sleep can make it flaky."""
+    start = int(time.time() * 1000)
+    for n in range(10):
+        broker.publish([draft("tick")], now_ms=start + n * 10)
     assert raw.zcard(CLOCK_KEY) == 1  # ten publishes within a second: one point
-    time.sleep(1.1)
-    broker.publish([draft("tick")])
+    broker.publish([draft("tick")], now_ms=start + 1100)
     assert raw.zcard(CLOCK_KEY) == 2
-    time.sleep(TTL_S + expiry_margin_ms(TTL_S * 1000) / 1000 + 1.1)
-    broker.publish([draft("tick")])
+    kept_ms = TTL_S * 1000 + expiry_margin_ms(TTL_S * 1000) + 1000
+    broker.publish([draft("tick")], now_ms=start + 1100 + kept_ms + 1100)
     assert raw.zcard(CLOCK_KEY) == 1  # the points older than the TTL and margin are gone
+    [(first_seq_bound, _)] = raw.zrange(CLOCK_KEY, 0, -1, withscores=True)
+    assert int(first_seq_bound) == 11  # the counter as that publish began: 11 events before it
 
 
 def test_new_topics_are_limited_per_publisher_and_a_refusal_writes_nothing(

@@ -280,7 +280,7 @@ def read_data(data: str, as_json: bool) -> object:
     type=click.IntRange(min=0),
     default=4,
     show_default=True,
-    help="Repeats of a failed attempt (network, 5xx, 429), with jittered backoff.",
+    help="Repeats of a failed attempt (network, 5xx, 429, 408), with jittered backoff.",
 )
 @click.option(
     "--timeout",

@@ -12,7 +12,7 @@ Intentional behaviours (do not "fix" them):
   answer never arrived) then gets the first request's id back instead of storing a second event.
 - **Retries use exponential backoff with full jitter**: attempt ``n`` waits a uniformly random
   time in ``[0, min(cap, base * 2**n)]``, so many publishers failing together do not retry in
-  lockstep. Connection errors, timeouts, 5xx and 429 are retried; any other 4xx is not, because
+  lockstep. Connection errors, timeouts, 408, 5xx and 429 are retried; any other 4xx is not, because
   the same request would be refused again.
 - **``Retry-After`` is a floor, never shortened.** A publish told to wait longer than the backoff
   cap gives up at once rather than sleeping for it; a subscription waits at most ``max_backoff``.
@@ -110,8 +110,8 @@ class RequestError(RealtimeError):
 
 
 class Refused(RequestError):
-    """The server refused the request (a 4xx other than 429): the same request would fail again,
-    so it is never retried."""
+    """The server refused the request (a 4xx other than 408 and 429): the same request would
+    fail again, so it is never retried."""
 
 
 class AuthFailed(Refused):
@@ -123,7 +123,7 @@ class BadInput(Refused):
 
 
 class ServerUnavailable(RequestError):
-    """The server could not be reached, or answered 5xx or 429, on every attempt."""
+    """The server could not be reached, or answered 5xx, 429 or 408, on every attempt."""
 
 
 def refusal(status: int, reason: str, body: bytes, retry_after: str | None = None) -> RequestError:
@@ -145,7 +145,7 @@ def refusal(status: int, reason: str, body: bytes, retry_after: str | None = Non
     kind: type[RequestError]
     if status in (401, 403):
         kind = AuthFailed
-    elif status == 429 or status >= 500:
+    elif status in (408, 429) or status >= 500:  # 408: the body was too slow to arrive
         kind = ServerUnavailable
     elif status in (400, 413, 415):
         kind = BadInput

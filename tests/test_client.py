@@ -290,6 +290,8 @@ def test_retry_after_is_read_as_seconds_or_an_http_date(
          "too_many_connections", "Wait."),
         (503, b'{"error": "draining", "message": "Later."}', ServerUnavailable, "draining",
          "Later."),
+        (408, b'{"error": "request_timeout", "message": "Slow."}', ServerUnavailable,
+         "request_timeout", "Slow."),
         (502, b"<html>Bad Gateway</html>", ServerUnavailable, None,
          "The server answered 502 Reason."),
     ],

@@ -99,7 +99,7 @@ class Realtime:
         )
         # Lets an SSE stream find gunicorn's response, to write live events straight to its socket.
         app.wsgi_app = expose_server_response(app.wsgi_app)  # type: ignore[method-assign,assignment]
-        # Bodies get REALTIME_BODY_TIMEOUT_S to arrive; refusals can close their connection.
+        # Bodies get REALTIME_BODY_TIMEOUT_S to arrive.
         app.wsgi_app = bound_requests(app.wsgi_app, settings.body_timeout_s)  # type: ignore[method-assign,assignment]
         if settings.proxy_hops:
             # Behind nginx: the client's address is in X-Forwarded-For, set by a proxy we trust.

@@ -18,8 +18,10 @@ bounds the other ways a client can hold a slot for long:
 
 gunicorn only closes a connection after a response when its own response object is told to
 (``force_close``; a ``Connection: close`` header from the app is dropped as hop-by-hop, PEP 3333),
-so that is what :func:`bound_requests` does when asked. Under any other server the request is
-answered the same and the connection left to that server.
+so that is what :func:`close_after_response` does, through the object
+:func:`~realtime.directwrite.expose_server_response` leaves in the environ; gunicorn decides
+``Connection: close`` when it sends the headers, after the view has returned. Under any other
+server the request is answered the same and the connection left to that server.
 """
 
 from __future__ import annotations
@@ -30,10 +32,8 @@ from typing import IO, Any
 
 import gevent
 
+from .directwrite import SERVER_RESPONSE_KEY
 from .errors import RequestTimeout
-
-# Set in a request's environ when the connection must close after the response.
-CLOSE_KEY = "realtime.close_connection"
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
@@ -100,24 +100,18 @@ def has_body(environ: dict[str, Any]) -> bool:
 
 
 def close_after_response(environ: dict[str, Any]) -> None:
-    """Ask that this request's connection be closed once its response is sent."""
-    environ[CLOSE_KEY] = True
+    """Have gunicorn close this request's connection once its response is sent."""
+    force_close = getattr(environ.get(SERVER_RESPONSE_KEY), "force_close", None)
+    if force_close is not None:
+        force_close()
 
 
 def bound_requests(wsgi_app: WsgiApp, body_timeout_s: float) -> WsgiApp:
-    """Wrap ``wsgi_app``: request bodies get ``body_timeout_s`` to arrive, and a request marked
-    with :func:`close_after_response` closes its connection after the response (gunicorn)."""
+    """Wrap ``wsgi_app``: request bodies get ``body_timeout_s`` to arrive."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if has_body(environ):
             environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], body_timeout_s)
-        body = wsgi_app(environ, start_response)
-        if environ.get(CLOSE_KEY):
-            # gunicorn's response object (``start_response`` is its bound method) decides
-            # ``Connection: close`` when it sends the headers, which is after this returns.
-            force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
-            if force_close is not None:
-                force_close()
-        return body
+        return wsgi_app(environ, start_response)
 
     return app

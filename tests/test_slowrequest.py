@@ -15,8 +15,9 @@ import gevent
 import pytest
 from conftest import make_token
 
+from realtime.directwrite import SERVER_RESPONSE_KEY
 from realtime.errors import RequestTimeout
-from realtime.slowrequest import CLOSE_KEY, DeadlineInput, bound_requests, has_body
+from realtime.slowrequest import DeadlineInput, bound_requests, close_after_response, has_body
 
 AUTH = {"Authorization": f"Bearer {make_token()}"}
 
@@ -101,7 +102,7 @@ def test_a_body_is_announced_by_its_length_or_chunked_framing(
 
 
 class ServerResponse:
-    """Stands for gunicorn's response, whose bound ``start_response`` the app receives."""
+    """Stands for gunicorn's response, which expose_server_response leaves in the environ."""
 
     def __init__(self) -> None:
         self.closed = False
@@ -109,22 +110,20 @@ class ServerResponse:
     def force_close(self) -> None:
         self.closed = True
 
-    def start_response(self, status: str, headers: list[tuple[str, str]]) -> None:
-        pass
+
+def test_close_after_response_tells_the_server_to_close_its_connection() -> None:
+    server = ServerResponse()
+    close_after_response({SERVER_RESPONSE_KEY: server})
+    assert server.closed
+    close_after_response({})  # another server: the connection is left to it
 
 
-def test_a_request_marked_to_close_tells_the_server_to_close_its_connection() -> None:
-    def inner(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        environ[CLOSE_KEY] = environ["PATH_INFO"] == "/refused"
-        start_response("200 OK", [])
-        return [b""]
-
-    app = bound_requests(inner, 1.0)
-    for path, closed in (("/refused", True), ("/fine", False)):
-        server = ServerResponse()
-        app({"PATH_INFO": path}, server.start_response)
-        assert server.closed is closed
-    app({"PATH_INFO": "/refused"}, lambda status, headers: None)  # another server: left to it
+def test_only_a_request_with_a_body_gets_the_deadline() -> None:
+    seen: list[object] = []
+    app = bound_requests(lambda environ, start: seen.append(environ["wsgi.input"]), 1.0)
+    app({"wsgi.input": io.BytesIO(b""), "CONTENT_LENGTH": "0"}, None)
+    app({"wsgi.input": io.BytesIO(b"x"), "CONTENT_LENGTH": "1"}, None)
+    assert type(seen[0]) is io.BytesIO and type(seen[1]) is DeadlineInput
 
 
 def test_a_publish_whose_body_trickles_gets_408_and_stores_nothing(

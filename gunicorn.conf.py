@@ -71,7 +71,7 @@ def on_starting(server):
     """Validate the configuration once, in the master, and start the embedded Redis."""
     global _embedded
     from realtime.auth import mint_token
-    from realtime.config import FILES_BESIDE_CONNECTIONS, check_gunicorn, load_settings
+    from realtime.config import check_gunicorn, load_settings, open_files_needed
     from realtime.devsecret import dev_secret_path, load_or_create_dev_secret
     from realtime.errors import ConfigError
     from realtime.extension import start_embedded_redis
@@ -82,7 +82,7 @@ def on_starting(server):
             settings,
             worker_connections=server.cfg.worker_connections,
             keepalive=server.cfg.keepalive,
-            open_files=_raise_open_files(server.cfg.worker_connections + FILES_BESIDE_CONNECTIONS),
+            open_files=_raise_open_files(open_files_needed(server.cfg.worker_connections)),
         )
     except ConfigError as exc:
         print(f"realtime: configuration error: {exc}", file=sys.stderr)

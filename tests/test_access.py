@@ -1,4 +1,4 @@
-"""Tests for :mod:`realtime.access`: which browser pages may act with a user's credentials, who
+"""Tests for :mod:`realtime.core.access`: which browser pages may act with a user's credentials, who
 may see presence, and the metrics token. Pure tables; ``tests/test_security.py`` proves each
 against real gunicorn."""
 
@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from realtime.access import (
+from realtime.core.access import (
     authorize_browser_publish,
     authorize_metrics,
     origin_allowed,
     presence_visible,
 )
-from realtime.auth import FROM_COOKIE, FROM_HEADER, FROM_QUERY, Grant
-from realtime.errors import AuthError, Forbidden
-from realtime.topics import PatternSet
+from realtime.core.auth import FROM_COOKIE, FROM_HEADER, FROM_QUERY, Grant
+from realtime.core.errors import AuthError, Forbidden
+from realtime.core.topics import PatternSet
 
 HOST = "rt.example:8000"
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from realtime.auth import (
+from realtime.core.auth import (
     ANONYMOUS,
     FROM_COOKIE,
     FROM_HEADER,
@@ -25,8 +25,8 @@ from realtime.auth import (
     mint_token,
     parse_duration,
 )
-from realtime.errors import AuthError
-from realtime.topics import PatternSet
+from realtime.core.errors import AuthError
+from realtime.core.topics import PatternSet
 
 NOW = 1_700_000_000
 SECRET = "s3cret-for-tests-only-0123456789abcdef"  # 38 bytes: above HS256's 32-byte minimum

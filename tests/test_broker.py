@@ -8,21 +8,18 @@ import gevent.event
 import pytest
 import redis
 
-from realtime.broker import (
+from realtime.core.errors import BrokerError, HistoryLost, IdempotencyConflict
+from realtime.core.events import Draft, Published
+from realtime.storage.broker import (
     EPOCH_KEY,
     FIREHOSE_KEY,
     SEQ_KEY,
     Broker,
-    Draft,
-    HistoryLost,
-    IdempotencyConflict,
-    Published,
     Retention,
     ScriptBatcher,
     topic_key,
 )
-from realtime.errors import BrokerError
-from realtime.redis_server import RedisServer
+from realtime.storage.redis_server import RedisServer
 
 RETENTION = Retention(maxlen=5, ttl_s=0, firehose_maxlen=1000, idempotency_ttl_s=60)
 
@@ -205,8 +202,8 @@ def test_firehose_reader_reads_contiguous_events_with_epoch(broker: Broker) -> N
 
 
 def test_unreachable_redis_raises_broker_error() -> None:
-    from realtime.errors import BrokerError
-    from realtime.redis_server import free_port
+    from realtime.core.errors import BrokerError
+    from realtime.storage.redis_server import free_port
 
     broker = Broker(
         f"redis://127.0.0.1:{free_port()}/0", retention=RETENTION, pool_size=1, socket_timeout=0.5

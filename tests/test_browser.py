@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from conftest import REQUIRE_INTEGRATION, Gunicorn, make_token, require_binary
 
-from realtime.redis_server import free_port
+from realtime.storage.redis_server import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import SECRET
 
-from realtime.auth import TokenVerifier
-from realtime.devsecret import load_or_create_dev_secret
+from realtime.core.auth import TokenVerifier
+from realtime.ops.devsecret import load_or_create_dev_secret
 
 REALTIME = str(Path(sys.executable).with_name("realtime"))
 

@@ -20,7 +20,7 @@ from conftest import Gunicorn, make_token
 from test_client import FaultyProxy, launch_gunicorn, stored
 
 from realtime.client import Event, RequestError, publish, subscribe
-from realtime.redis_server import RedisServer, free_port
+from realtime.storage.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 

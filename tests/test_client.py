@@ -24,7 +24,6 @@ import pytest
 import redis
 from conftest import Gunicorn, gunicorn_env, make_token, spawn_gunicorn
 
-from realtime.broker import topic_key
 from realtime.client import (
     AuthFailed,
     Backoff,
@@ -43,7 +42,8 @@ from realtime.client import (
     refusal,
     subscribe,
 )
-from realtime.redis_server import RedisServer, free_port
+from realtime.storage.broker import topic_key
+from realtime.storage.redis_server import RedisServer, free_port
 
 TOKEN = make_token()
 FAST = Backoff(base=0.01, cap=0.2)  # retries in tests wait milliseconds, not seconds

@@ -1,4 +1,4 @@
-"""Tests for :mod:`realtime.config`: documented defaults, every variable's checks, its messages.
+"""Tests for :mod:`realtime.core.config`: documented defaults, every variable's checks, its messages.
 
 Every call passes ``environ`` explicitly, so the environment of the machine running the tests
 never leaks into a verdict.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from realtime.config import (
+from realtime.core.config import (
     FILES_BESIDE_CONNECTIONS,
     SETTINGS,
     Setting,
@@ -19,8 +19,8 @@ from realtime.config import (
     check_gunicorn,
     load_settings,
 )
-from realtime.errors import ConfigError
-from realtime.topics import PatternSet
+from realtime.core.errors import ConfigError
+from realtime.core.topics import PatternSet
 
 SECRET = "s" * 32
 PEM = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----"

@@ -6,7 +6,7 @@ import re
 
 from conftest import ROOT
 
-from realtime.config import SETTINGS
+from realtime.core.config import SETTINGS
 
 README = (ROOT / "README.md").read_text()
 

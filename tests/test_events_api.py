@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sse_client import InProcessStream
 
-from realtime.broker import TRIMMED_KEY
-from realtime.extension import state
-from realtime.sse import EventStreamParser
+from realtime.core.sse import EventStreamParser
+from realtime.storage.broker import TRIMMED_KEY
+from realtime.web.state import state
 
 TOKEN = make_token()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

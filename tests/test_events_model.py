@@ -1,4 +1,4 @@
-"""Tests for :class:`realtime.events.Event`: its id and its two cached SSE encodings."""
+"""Tests for :class:`realtime.core.events.Event`: its id and its two cached SSE encodings."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from realtime.events import Event
-from realtime.sse import EventStreamParser, MessageEvent, encode_event
+from realtime.core.events import Event
+from realtime.core.sse import EventStreamParser, MessageEvent, encode_event
 
 DATA = [
     "hello",

@@ -31,7 +31,7 @@ from test_ws import Client
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 
-from realtime.redis_server import free_port
+from realtime.storage.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 

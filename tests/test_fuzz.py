@@ -1,14 +1,14 @@
 """Fuzzing the two parsers of untrusted input, and one WebSocket session against another.
 
-(a) The SSE encoder (:mod:`realtime.sse`, and the frames of :class:`realtime.events.Event`) with
+(a) The SSE encoder (:mod:`realtime.core.sse`, and the frames of :class:`realtime.core.events.Event`) with
 any text in any field, control characters, lone surrogates and huge lines included: it refuses a
 value with a clean :class:`ValueError`, or it writes a frame that a WHATWG parser reads back as
 exactly one event with the same id, type and topic and no other field, without disturbing the
 events around it however the bytes are split. No input breaks framing.
 
-(b) The WebSocket envelope parser :func:`realtime.envelope.parse_message` with any str, bytes and
-JSON structure: it returns a :class:`~realtime.envelope.Message` whose body has the shape the
-session relies on, or raises :class:`~realtime.envelope.EnvelopeError` with a stable code and a
+(b) The WebSocket envelope parser :func:`realtime.core.messages.parse_message` with any str, bytes and
+JSON structure: it returns a :class:`~realtime.core.messages.Message` whose body has the shape the
+session relies on, or raises :class:`~realtime.core.messages.EnvelopeError` with a stable code and a
 ``req`` that can be echoed; never anything else.
 
 (c) One real gunicorn and two real WebSocket clients: client 1 sends generated garbage and
@@ -33,7 +33,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_ws import Client
 
-from realtime.envelope import (
+from realtime.core.errors import ClientError
+from realtime.core.events import Event
+from realtime.core.messages import (
     CLIENT_TYPES,
     MAX_LAST_ID_LENGTH,
     MAX_REQ_LENGTH,
@@ -42,17 +44,15 @@ from realtime.envelope import (
     error_frame,
     parse_message,
 )
-from realtime.errors import ClientError
-from realtime.events import Event
-from realtime.publishing import draft, validate_idempotency_key
-from realtime.sse import (
+from realtime.core.publishing import draft, validate_idempotency_key
+from realtime.core.sse import (
     EventStreamParser,
     MessageEvent,
     encode_comment,
     encode_event,
     encode_last_id,
 )
-from realtime.topics import TOPIC_RE, TYPE_RE
+from realtime.core.topics import TOPIC_RE, TYPE_RE
 
 FUZZ = settings(deadline=None, database=None, max_examples=500)
 

@@ -7,7 +7,7 @@ import weakref
 
 import gevent
 
-from realtime import gcpolicy
+from realtime.ops import gcpolicy
 
 
 class Node:

@@ -1,4 +1,4 @@
-"""Tests for :mod:`realtime.gunicorn_errors`: gunicorn's refusals as JSON (the end-to-end proof,
+"""Tests for :mod:`realtime.ops.gunicorn_errors`: gunicorn's refusals as JSON (the end-to-end proof,
 against real gunicorn, is ``tests/test_security.py``'s finding 10)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from realtime.gunicorn_errors import json_error
+from realtime.ops.gunicorn_errors import json_error
 
 
 def parts(raw: bytes) -> tuple[str, dict[str, str], object]:

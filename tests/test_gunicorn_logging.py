@@ -7,7 +7,7 @@ import logging
 import pytest
 from gunicorn.config import Config
 
-from realtime.gunicorn_logging import RedactingLogger
+from realtime.ops.gunicorn_logging import RedactingLogger
 
 SECRET_TOKEN = "eyJhbGciOiJIUzI1NiJ9.secret.part"
 

@@ -8,9 +8,9 @@ import gevent
 import pytest
 import redis
 
-from realtime.broker import Broker, Draft, Retention
-from realtime.events import Event
-from realtime.hub import OVERFLOW, RESYNC, Hub, Subscription
+from realtime.core.events import Draft, Event
+from realtime.fanout.hub import OVERFLOW, RESYNC, Hub, Subscription
+from realtime.storage.broker import Broker, Retention
 
 
 @pytest.fixture

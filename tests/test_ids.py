@@ -1,4 +1,4 @@
-"""Tests for :mod:`realtime.ids`: the ``<epoch>-<seq>`` shape, parsed, formatted and ordered."""
+"""Tests for :mod:`realtime.core.ids`: the ``<epoch>-<seq>`` shape, parsed, formatted and ordered."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from realtime.ids import MAX_SEQ, EventId, format_id, is_epoch, new_epoch, parse_id
+from realtime.core.ids import MAX_SEQ, EventId, format_id, is_epoch, new_epoch, parse_id
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from conftest import Gunicorn, make_token
 from sse_client import InProcessStream
 from test_ws import Client, handshake_status
 
-from realtime.extension import state
+from realtime.web.state import state
 
 TOKEN = make_token()
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

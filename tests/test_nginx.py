@@ -31,8 +31,8 @@ import simple_websocket
 from conftest import ROOT, Gunicorn, make_token, require_binary, wait_http
 from sse_client import SocketStream
 
-from realtime.redis_server import free_port
-from realtime.sse import MessageEvent
+from realtime.core.sse import MessageEvent
+from realtime.storage.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The OpenAPI document (:mod:`realtime.openapi`) against the server that really answers.
+"""The OpenAPI document (:mod:`realtime.web.openapi`) against the server that really answers.
 
 First the document itself: valid OpenAPI 3.1 (openapi-spec-validator), every ``$ref`` resolves,
 it lists exactly the routes of the Flask URL map, and every error code of the README's table is
@@ -36,12 +36,12 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from test_slowrequest import Trickle
 
-from realtime.auth import MAX_TOKEN_LENGTH
-from realtime.broker import EPOCH_KEY, FIREHOSE_KEY, PREFIX
-from realtime.extension import state
-from realtime.openapi import ERRORS, RETRY_AFTER_STATUSES, document
-from realtime.redis_server import free_port
-from realtime.sse import EventStreamParser
+from realtime.core.auth import MAX_TOKEN_LENGTH
+from realtime.core.sse import EventStreamParser
+from realtime.storage.broker import EPOCH_KEY, FIREHOSE_KEY, PREFIX
+from realtime.storage.redis_server import free_port
+from realtime.web.openapi import ERRORS, RETRY_AFTER_STATUSES, document
+from realtime.web.state import state
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 DOC = document()

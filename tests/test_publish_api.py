@@ -10,7 +10,7 @@ import pytest
 import redis
 from conftest import SECRET, make_token
 
-from realtime.broker import FIREHOSE_KEY, SEQ_KEY, topic_key
+from realtime.storage.broker import FIREHOSE_KEY, SEQ_KEY, topic_key
 
 TOKEN = make_token(publish=("demo", "orders:*"), subscribe=())
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -221,7 +221,7 @@ def test_expired_token_is_401_token_expired(client: Any, redis_client: redis.Red
 
 
 def test_redis_down_is_503_with_retry_after(app_factory: Any) -> None:
-    from realtime.redis_server import free_port
+    from realtime.storage.redis_server import free_port
 
     app = app_factory(REALTIME_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     response = app.test_client().post("/publish", json={"topic": "demo", "data": "x"}, headers=AUTH)

@@ -1,12 +1,12 @@
-"""Tests for :mod:`realtime.publishing`: request bodies in, drafts or a stable error code out."""
+"""Tests for :mod:`realtime.core.publishing`: request bodies in, drafts or a stable error code out."""
 
 from __future__ import annotations
 
 import pytest
 
-from realtime.broker import Draft
-from realtime.errors import ClientError, PayloadTooLarge
-from realtime.publishing import (
+from realtime.core.errors import ClientError, PayloadTooLarge
+from realtime.core.events import Draft
+from realtime.core.publishing import (
     MAX_IDEMPOTENCY_KEY,
     data_text,
     draft,
@@ -16,7 +16,7 @@ from realtime.publishing import (
     validate_data,
     validate_idempotency_key,
 )
-from realtime.topics import RESERVED_TYPES
+from realtime.core.topics import RESERVED_TYPES
 
 MAX_PAYLOAD = 60  # divisible by 2, 3 and 4, so multi-byte characters fill it exactly
 MAX_BATCH = 3

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, wait_http
 
-from realtime.redis_server import free_port
+from realtime.storage.redis_server import free_port
 
 pytestmark = pytest.mark.integration
 

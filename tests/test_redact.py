@@ -1,10 +1,10 @@
-"""Tests for :mod:`realtime.redact`: token-bearing query parameters vanish from log text."""
+"""Tests for :mod:`realtime.ops.redact`: token-bearing query parameters vanish from log text."""
 
 from __future__ import annotations
 
 import pytest
 
-from realtime.redact import REDACTED, redact_referer, redact_url
+from realtime.ops.redact import REDACTED, redact_referer, redact_url
 
 
 @pytest.mark.parametrize(

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from realtime.broker import (
+from realtime.core.errors import RateLimited
+from realtime.core.events import Draft
+from realtime.storage.broker import (
     CLOCK_KEY,
     Broker,
-    Draft,
-    RateLimited,
     Retention,
     expiry_margin_ms,
     marker_key,
@@ -26,7 +26,7 @@ from realtime.broker import (
     rate_key,
     topic_key,
 )
-from realtime.redis_server import RedisServer
+from realtime.storage.redis_server import RedisServer
 
 TTL_S = 1
 GONE_WITHIN_S = TTL_S + expiry_margin_ms(TTL_S * 1000) / 1000 + 3  # + Redis's expiry cycle

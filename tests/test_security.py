@@ -22,8 +22,8 @@ from raw_http import Answer, exchange, request
 from sse_client import SocketStream
 from test_ws import Client
 
-from realtime.auth import MAX_TOKEN_LENGTH
-from realtime.redis_server import RedisServer, free_port
+from realtime.core.auth import MAX_TOKEN_LENGTH
+from realtime.storage.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 

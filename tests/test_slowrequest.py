@@ -1,4 +1,4 @@
-"""Tests for :mod:`realtime.slowrequest`: a request body has one deadline, however it trickles.
+"""Tests for :mod:`realtime.web.slowrequest`: a request body has one deadline, however it trickles.
 
 The end-to-end proof (real gunicorn, real sockets trickling a byte a second, 408 and the
 connection closed) is ``tests/test_full_worker.py``; these pin the mechanism and the view's
@@ -15,9 +15,9 @@ import gevent
 import pytest
 from conftest import make_token
 
-from realtime.directwrite import SERVER_RESPONSE_KEY
-from realtime.errors import RequestTimeout
-from realtime.slowrequest import DeadlineInput, bound_requests, close_after_response, has_body
+from realtime.core.errors import RequestTimeout
+from realtime.fanout.directwrite import SERVER_RESPONSE_KEY
+from realtime.web.slowrequest import DeadlineInput, bound_requests, close_after_response, has_body
 
 AUTH = {"Authorization": f"Bearer {make_token()}"}
 

@@ -1,4 +1,4 @@
-"""Tests for :mod:`realtime.sse`: exact bytes of the encoder, the WHATWG parser, and round trips."""
+"""Tests for :mod:`realtime.core.sse`: exact bytes of the encoder, the WHATWG parser, and round trips."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime.sse import (
+from realtime.core.sse import (
     EventStreamParser,
     MessageEvent,
     encode_comment,

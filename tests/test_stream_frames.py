@@ -1,7 +1,7 @@
-"""Tests for the pure parts of :mod:`realtime.stream`: the preamble and control events.
+"""Tests for the pure parts of :mod:`realtime.fanout.stream`: the preamble and control events.
 
 Each preamble is checked twice: as exact bytes, and as what a browser's EventSource would make of
-it (via :class:`~realtime.sse.EventStreamParser`): its retry delay, last event ID and events.
+it (via :class:`~realtime.core.sse.EventStreamParser`): its retry delay, last event ID and events.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from realtime.broker import ReplayCheck, ReplayStatus
-from realtime.sse import EventStreamParser, MessageEvent
-from realtime.stream import StreamPlan, control_event, preamble, topics_of
+from realtime.core.sse import EventStreamParser, MessageEvent
+from realtime.fanout.stream import StreamPlan, control_event, preamble, topics_of
+from realtime.storage.broker import ReplayCheck, ReplayStatus
 
 EPOCH = "abc123"
 HEAD = 7

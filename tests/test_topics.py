@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime.errors import BadRequest
-from realtime.topics import (
+from realtime.core.errors import BadRequest
+from realtime.core.topics import (
     DEFAULT_TYPE,
     RESERVED_TYPES,
     TOPIC_RE,

@@ -2,7 +2,7 @@
 
 Every connection a gunicorn gevent worker holds takes one of its ``worker_connections`` slots, and
 a worker with no slot free accepts nothing at all: not a publish, not a health check. Streams
-are capped below that number (:attr:`realtime.config.Settings.worker_connections`); this module
+are capped below that number (:attr:`realtime.core.config.Settings.worker_connections`); this module
 bounds the other ways a client can hold a slot for long:
 
 * **a slow request head**: gunicorn's gevent worker reads every head under its ``keepalive``
@@ -13,13 +13,13 @@ bounds the other ways a client can hold a slot for long:
   still incomplete then is answered ``408 request_timeout`` and the connection is closed;
 * **a refusal kept alive**: a stream refused because the worker is full should give its slot back
   at once rather than idle for ``keepalive`` seconds. Any
-  :class:`~realtime.errors.ClientError` with ``close_connection`` set has the web layer call
+  :class:`~realtime.core.errors.ClientError` with ``close_connection`` set has the web layer call
   :func:`close_after_response`.
 
 gunicorn only closes a connection after a response when its own response object is told to
 (``force_close``; a ``Connection: close`` header from the app is dropped as hop-by-hop, PEP 3333),
 so that is what :func:`close_after_response` does, through the object
-:func:`~realtime.directwrite.expose_server_response` leaves in the environ; gunicorn decides
+:func:`~realtime.fanout.directwrite.expose_server_response` leaves in the environ; gunicorn decides
 ``Connection: close`` when it sends the headers, after the view has returned. Under any other
 server the request is answered the same and the connection left to that server.
 """
@@ -32,8 +32,8 @@ from typing import IO, Any
 
 import gevent
 
-from .directwrite import SERVER_RESPONSE_KEY
-from .errors import RequestTimeout
+from realtime.core.errors import RequestTimeout
+from realtime.fanout.directwrite import SERVER_RESPONSE_KEY
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 

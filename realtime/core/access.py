@@ -16,10 +16,9 @@ from collections.abc import Iterable
 from hashlib import sha256
 from urllib.parse import urlsplit
 
-from .auth import FROM_COOKIE, FROM_QUERY, Grant
-from .broker import RateLimited
-from .errors import AuthError, Forbidden, TooManyRequests
-from .topics import PatternSet
+from realtime.core.auth import FROM_COOKIE, FROM_QUERY, Grant
+from realtime.core.errors import AuthError, Forbidden, RateLimited, TooManyRequests
+from realtime.core.topics import PatternSet
 
 TOKEN_COOKIE = "realtime_token"
 TOKEN_QUERY = "access_token"

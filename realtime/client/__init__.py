@@ -45,10 +45,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-from . import __version__
-from .errors import RealtimeError
-from .sse import EventStreamParser, MessageEvent
-from .topics import RESERVED_TYPES
+from realtime import __version__
+from realtime.core.errors import RealtimeError
+from realtime.core.sse import EventStreamParser, MessageEvent
+from realtime.core.topics import RESERVED_TYPES
 
 __all__ = [
     "DEFAULT_URL",

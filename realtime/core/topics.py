@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from realtime.errors import BadRequest
+from realtime.core.errors import BadRequest
 
 __all__ = [
     "DEFAULT_TYPE",
@@ -72,7 +72,7 @@ def _quote(value: object) -> str:
 
 
 def validate_topic(value: object) -> str:
-    """Return ``value`` if it is a topic name, else raise :class:`~realtime.errors.BadRequest`.
+    """Return ``value`` if it is a topic name, else raise :class:`~realtime.core.errors.BadRequest`.
 
     Takes ``object`` because topics arrive from JSON, form fields and WebSocket frames, where a
     number or a list is as likely as a string; every caller then gets the same stable codes:

@@ -2,7 +2,7 @@
 
 The only module that reads Flask's request globals. Each view resolves the request into plain
 values (topics, grant, drafts) and hands them to the broker, hub and stream modules; errors are
-raised as :class:`~realtime.errors.ClientError` and rendered in one place.
+raised as :class:`~realtime.core.errors.ClientError` and rendered in one place.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import metrics, openapi
-from .access import (
+from realtime.core.access import (
     TOKEN_COOKIE,
     TOKEN_QUERY,
     authorize_browser_publish,
@@ -27,24 +26,27 @@ from .access import (
     publish_rate_limited,
     publisher_scope,
 )
-from .auth import Grant, find_token
-from .broker import IdempotencyConflict, RateLimited
-from .directwrite import DirectWriter
-from .errors import (
+from realtime.core.auth import Grant, find_token
+from realtime.core.errors import (
     AuthError,
     BadRequest,
     BrokerError,
     ClientError,
+    IdempotencyConflict,
     PayloadTooLarge,
+    RateLimited,
     Unavailable,
 )
-from .extension import RealtimeState, state
-from .publishing import parse_publish, validate_idempotency_key
-from .slowclient import cut_on_overflow, server_socket
-from .slowrequest import close_after_response
-from .sse import encode_retry
-from .stream import StreamBody, StreamPlan, control_event, event_stream, topics_of
-from .topics import validate_topic
+from realtime.core.publishing import parse_publish, validate_idempotency_key
+from realtime.core.sse import encode_retry
+from realtime.core.topics import validate_topic
+from realtime.fanout.directwrite import DirectWriter
+from realtime.fanout.slowclient import cut_on_overflow, server_socket
+from realtime.fanout.stream import StreamBody, StreamPlan, control_event, event_stream, topics_of
+from realtime.ops import metrics
+from realtime.web import openapi
+from realtime.web.slowrequest import close_after_response
+from realtime.web.state import RealtimeState, state
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +339,7 @@ def request_form() -> dict[str, list[str]]:
 @blueprint.get("/presence")
 def presence() -> Response:
     """Who follows a topic across every worker and host; needs the right to subscribe to it,
-    and a token granting it to see who (:func:`~realtime.access.presence_visible`)."""
+    and a token granting it to see who (:func:`~realtime.core.access.presence_visible`)."""
     rt = _rt()
     topic = validate_topic(request.args.get("topic"))
     grant = request_grant()
@@ -380,7 +382,7 @@ def index() -> Response:
 
 @blueprint.get("/openapi.json")
 def openapi_document() -> Response:
-    """The OpenAPI document of this HTTP API (see :mod:`realtime.openapi`)."""
+    """The OpenAPI document of this HTTP API (see :mod:`realtime.web.openapi`)."""
     return jsonify(openapi.document())
 
 
@@ -389,7 +391,7 @@ def openapi_document() -> Response:
 
 @blueprint.get("/metrics")
 def metrics_text() -> Response:
-    """Prometheus text format, summed over every worker (see :mod:`realtime.metrics`); behind
+    """Prometheus text format, summed over every worker (see :mod:`realtime.ops.metrics`); behind
     ``REALTIME_METRICS_TOKEN`` when one is set (Prometheus sends it as its bearer token)."""
     expected = _rt().settings.metrics_token
     if expected is not None:

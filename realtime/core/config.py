@@ -2,7 +2,7 @@
 
 This module owns the names, defaults and meaning of the settings and nothing else: it reads a
 mapping (the environment overlaid with ``app.config``) and returns a frozen :class:`Settings`, or
-raises :class:`~realtime.errors.ConfigError` with a sentence naming the variable. It does no I/O
+raises :class:`~realtime.core.errors.ConfigError` with a sentence naming the variable. It does no I/O
 beyond reading a key file named by ``REALTIME_JWT_PUBLIC_KEY``, so it is table-tested directly.
 
 The README's configuration table is generated from :data:`SETTINGS`, so a setting documented is a
@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
-from .topics import PatternSet, parse_pattern_list
+from realtime.core.errors import ConfigError
+from realtime.core.topics import PatternSet, parse_pattern_list
 
 PRODUCTION = "production"
 DEVELOPMENT = "development"

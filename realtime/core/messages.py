@@ -16,8 +16,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ClientError
-from .topics import validate_topic
+from realtime.core.errors import ClientError
+from realtime.core.topics import validate_topic
 
 MAX_REQ_LENGTH = 64
 MAX_LAST_ID_LENGTH = 256

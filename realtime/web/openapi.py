@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json``. Pure data.
 
-It describes the API as :mod:`realtime.web` implements it, and ``tests/test_openapi.py`` holds it
+It describes the API as :mod:`realtime.web.http` implements it, and ``tests/test_openapi.py`` holds it
 to that: the document is validated against the OpenAPI 3.1 schema, every route of the Flask URL
 map is in it and nothing else, and generated requests thrown at the server get only the statuses,
-headers, error codes and bodies documented here. The grammars come from :mod:`realtime.topics`
+headers, error codes and bodies documented here. The grammars come from :mod:`realtime.core.topics`
 and the error codes from one table, :data:`ERRORS` (the README's), so neither can drift alone.
 
 Intentional choices, so nobody "fixes" them:
@@ -29,8 +29,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import __version__
-from .topics import RESERVED_TYPES, TOPIC_RE, TYPE_RE
+from realtime import __version__
+from realtime.core.topics import RESERVED_TYPES, TOPIC_RE, TYPE_RE
 
 __all__ = ["ERRORS", "document"]
 

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 import gevent
 
-from . import metrics
-from .broker import Broker, HistoryLost, ReplayCheck
-from .directwrite import DirectWriter
-from .errors import BrokerError
-from .events import READY_EVENT, Event
-from .hub import OVERFLOW, SHUTDOWN, Hub, Subscription
-from .ids import format_id
-from .sse import encode_comment, encode_event, encode_last_id, encode_retry
+from realtime.core.errors import BrokerError, HistoryLost
+from realtime.core.events import READY_EVENT, Event
+from realtime.core.ids import format_id
+from realtime.core.sse import encode_comment, encode_event, encode_last_id, encode_retry
+from realtime.fanout.directwrite import DirectWriter
+from realtime.fanout.hub import OVERFLOW, SHUTDOWN, Hub, Subscription
+from realtime.ops import metrics
+from realtime.storage.broker import Broker, ReplayCheck
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def _heartbeat_due(wrote_at: float, writer: DirectWriter | None, plan: StreamPla
 def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
     """Queued events as they come, coalesced into one write per wake-up, with heartbeats.
 
-    With a :class:`~realtime.directwrite.DirectWriter` (``sub.writer``), the reader writes events
+    With a :class:`~realtime.fanout.directwrite.DirectWriter` (``sub.writer``), the reader writes events
     itself while this greenlet is parked; they share its cursor, so the queue path (taken when
     the socket is busy or the stream is writing) skips what was already written. A heartbeat is
     due after ``heartbeat_s`` without a write from either.

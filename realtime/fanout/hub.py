@@ -26,11 +26,11 @@ import gevent
 import gevent.event
 from gevent import Greenlet
 
-from . import metrics
-from .broker import Broker, FirehoseReader
-from .errors import BrokerError, TooManyRequests, Unavailable
-from .events import Event, EventRun
-from .presence import Presence
+from realtime.core.errors import BrokerError, TooManyRequests, Unavailable
+from realtime.core.events import Event, EventRun
+from realtime.fanout.presence import Presence
+from realtime.ops import metrics
+from realtime.storage.broker import Broker, FirehoseReader
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ SHUTDOWN = "shutdown"
 
 
 class DirectOffer(Protocol):
-    """A stream's way to take an event straight from the reader (:mod:`realtime.directwrite`).
+    """A stream's way to take an event straight from the reader (:mod:`realtime.fanout.directwrite`).
 
     ``offer_run`` answers the number of events of a run written, 0 (the stream already had
     them) or -1 (refused: queue them).

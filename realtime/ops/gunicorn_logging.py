@@ -2,8 +2,8 @@
 
 Access lines are built from atoms (``%(r)s``, ``%(q)s``, ``%(U)s``...), and gunicorn's error log
 writes the request URI when a request fails ("Error handling request /events?access_token=..."):
-both pass through :func:`~realtime.redact.redact_url`. The ``Referer`` (``%(f)s``) is logged
-without its query (:func:`~realtime.redact.redact_referer`): the referring page's URL may carry
+both pass through :func:`~realtime.ops.redact.redact_url`. The ``Referer`` (``%(f)s``) is logged
+without its query (:func:`~realtime.ops.redact.redact_referer`): the referring page's URL may carry
 a token of its own.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from .redact import redact_referer, redact_url
+from realtime.ops.redact import redact_referer, redact_url
 
 _URL_ATOMS = ("r", "q", "U", "{raw_uri}e")
 # The referring page's URL: "%(f)s" in gunicorn's access log format, or the header itself.

@@ -18,9 +18,9 @@ import gevent
 import gevent.event
 from gevent import Greenlet
 
-from . import metrics
-from .broker import Broker
-from .errors import BrokerError
+from realtime.core.errors import BrokerError
+from realtime.ops import metrics
+from realtime.storage.broker import Broker
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ script call with its own answer, pipelined on one connection, so a worker under 
 write and one read for many publishes instead of a connection checkout and a round trip each.
 
 What this module deliberately does not do: know about subscriptions (the hub does), or HTTP (the
-web layer turns :class:`~realtime.errors.BrokerError` into 503).
+web layer turns :class:`~realtime.core.errors.BrokerError` into 503).
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ import gevent.monkey
 import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from . import metrics
-from .errors import BrokerError
-from .events import Event
-from .ids import new_epoch, parse_id
+from realtime.core.errors import BrokerError, HistoryLost, IdempotencyConflict, RateLimited
+from realtime.core.events import Draft, Event, Published
+from realtime.core.ids import new_epoch, parse_id
+from realtime.ops import metrics
 
 PREFIX = "{rt}"
 EPOCH_KEY = f"{PREFIX}:epoch"
@@ -373,46 +373,12 @@ ReplayStatus = Literal["fresh", "ok", "epoch", "unknown_id", "trimmed"]
 
 
 @dataclass(frozen=True, slots=True)
-class Draft:
-    """An event not yet published: validated by the caller, stored by :meth:`Broker.publish`."""
-
-    topic: str
-    type: str
-    data: str
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    epoch: str
-    seqs: tuple[int, ...]
-    duplicate: bool = False
-
-    @property
-    def ids(self) -> list[str]:
-        return [f"{self.epoch}-{seq}" for seq in self.seqs]
-
-
-@dataclass(frozen=True, slots=True)
 class ReplayCheck:
     """Whether a client at ``after`` can be replayed exactly, and where history stands now."""
 
     status: ReplayStatus
     epoch: str
     head: int
-
-
-class IdempotencyConflict(Exception):
-    """The ``Idempotency-Key`` was used before for a different request."""
-
-
-class RateLimited(Exception):
-    """The publisher is over its rate of events (or, ``topics``, of new topics);
-    ``retry_after_ms`` until enough budget is back."""
-
-    def __init__(self, retry_after_ms: int, *, topics: bool = False) -> None:
-        super().__init__(retry_after_ms)
-        self.retry_after_ms = retry_after_ms
-        self.topics = topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -987,14 +953,6 @@ class Broker:
             return len(self._redis.client_list())
         except RedisError as exc:
             raise BrokerError(str(exc)) from exc
-
-
-class HistoryLost(Exception):
-    """History needed by a replay in progress was trimmed or the epoch changed."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _history_event(epoch: str, seq: int, topic: str, flat: list[bytes]) -> Event:

@@ -22,7 +22,7 @@ from typing import Any
 
 import gevent
 
-from .hub import OVERFLOW, Subscription
+from realtime.fanout.hub import OVERFLOW, Subscription
 
 # Unsent bytes the kernel may queue for one stream before a write waits: a few coalesced writes.
 UNSENT_LIMIT_BYTES = 64 * 1024

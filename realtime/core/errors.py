@@ -100,3 +100,29 @@ class Unavailable(ClientError):
 
 class BrokerError(RealtimeError):
     """Redis failed underneath the broker (connection lost, timeout, script error)."""
+
+
+# Refusals the storage decides (inside its atomic publish, or during a replay); the front doors
+# map each to its ClientError (realtime.web.service), so the storage stays free of HTTP.
+
+
+class IdempotencyConflict(Exception):
+    """The ``Idempotency-Key`` was used before for a different request."""
+
+
+class RateLimited(Exception):
+    """The publisher is over its rate of events (or, ``topics``, of new topics);
+    ``retry_after_ms`` until enough budget is back."""
+
+    def __init__(self, retry_after_ms: int, *, topics: bool = False) -> None:
+        super().__init__(retry_after_ms)
+        self.retry_after_ms = retry_after_ms
+        self.topics = topics
+
+
+class HistoryLost(Exception):
+    """History needed by a replay in progress was trimmed or the epoch changed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

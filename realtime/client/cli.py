@@ -24,8 +24,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .auth import mint_token, parse_duration
-from .client import (
+from realtime.client import (
     DEFAULT_URL,
     AuthFailed,
     Event,
@@ -34,10 +33,11 @@ from .client import (
     parse_url,
     subscribe,
 )
-from .client import publish as publish_event
-from .config import load_settings
-from .devsecret import dev_secret_path
-from .errors import ConfigError
+from realtime.client import publish as publish_event
+from realtime.core.auth import mint_token, parse_duration
+from realtime.core.config import load_settings
+from realtime.core.errors import ConfigError
+from realtime.ops.devsecret import dev_secret_path
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> int | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .redact import redact_url
+from realtime.ops.redact import redact_url
 
 # gunicorn's statuses (gunicorn/workers/base.py, handle_error) -> our stable codes.
 CODES = {

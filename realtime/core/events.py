@@ -7,9 +7,10 @@ once and shared by every subscriber (DESIGN.md: encode once, share bytes). Pure:
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
-from .ids import format_id
-from .sse import encode_event
+from realtime.core.ids import format_id
+from realtime.core.sse import encode_event
 
 ENVELOPE_EVENT = "message"
 READY_EVENT = "ready"
@@ -79,7 +80,7 @@ class Event:
 
     def chunked(self, envelope: bool) -> bytes:
         """The SSE frame (plain or envelope) as one HTTP/1.1 chunk, for writes straight to a
-        client socket (:mod:`realtime.directwrite`); encoded once, shared by every stream."""
+        client socket (:mod:`realtime.fanout.directwrite`); encoded once, shared by every stream."""
         if self._chunks is None:
             self._chunks = {}
         chunk = self._chunks.get(envelope)
@@ -142,3 +143,23 @@ class EventRun:
                 data = b"".join(e.frame() for e in self.events)
             self._wire[key] = data
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An event not yet published: validated by the caller, stored by :meth:`realtime.storage.broker.Broker.publish`."""
+
+    topic: str
+    type: str
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    epoch: str
+    seqs: tuple[int, ...]
+    duplicate: bool = False
+
+    @property
+    def ids(self) -> list[str]:
+        return [f"{self.epoch}-{seq}" for seq in self.seqs]

@@ -1,7 +1,7 @@
-"""Turn a publish request body into validated :class:`~realtime.broker.Draft` events.
+"""Turn a publish request body into validated :class:`~realtime.storage.broker.Draft` events.
 
 Pure: given the media type and the body (bytes, or the decoded form fields), return drafts or
-raise a :class:`~realtime.errors.ClientError`. Every check runs before anything is stored, so a
+raise a :class:`~realtime.core.errors.ClientError`. Every check runs before anything is stored, so a
 refused request writes nothing.
 
 Intentional choices:
@@ -18,9 +18,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from .broker import Draft
-from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from .topics import validate_topic, validate_type
+from realtime.core.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from realtime.core.events import Draft
+from realtime.core.topics import validate_topic, validate_type
 
 JSON_TYPES = frozenset({"application/json"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})

@@ -3,7 +3,7 @@
 This module owns the ``Auth`` section of DESIGN.md as pure functions: a verified token becomes a
 :class:`Grant` (subject, subscribe and publish patterns, expiry), and :func:`extract_token`
 applies the documented precedence of token sources. It does no I/O and never touches Flask: the
-web layer passes in header, cookie and query values and turns :class:`~realtime.errors.AuthError`
+web layer passes in header, cookie and query values and turns :class:`~realtime.core.errors.AuthError`
 into a 401.
 
 Intentional choices, so nobody "fixes" them:
@@ -44,8 +44,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from realtime.errors import AuthError
-from realtime.topics import PatternSet
+from realtime.core.errors import AuthError
+from realtime.core.topics import PatternSet
 
 __all__ = [
     "ANONYMOUS",
@@ -284,7 +284,7 @@ class TokenVerifier:
         self.leeway_s = leeway_s
 
     def verify(self, token: str, *, now: float | None = None) -> Grant:
-        """Return the grant of a valid ``token`` or raise :class:`~realtime.errors.AuthError`.
+        """Return the grant of a valid ``token`` or raise :class:`~realtime.core.errors.AuthError`.
 
         The code is ``token_expired`` for a correctly signed token past its ``exp`` (so a client
         knows to refresh rather than to re-authenticate) and ``invalid_token`` for everything
@@ -419,7 +419,7 @@ def find_token(
     present but not ``Bearer <token>`` is an error rather than ignored, so a misconfigured client
     is told instead of silently falling back to a stale cookie. Empty values count as absent.
     Where it came from matters: a browser sends a cookie by itself, even on a request another
-    site makes it send (:func:`realtime.access.authorize_browser_publish`).
+    site makes it send (:func:`realtime.core.access.authorize_browser_publish`).
     """
     if authorization:
         parts = authorization.split()

@@ -1,0 +1,34 @@
+"""What every front door needs from the extension, found through the app, not by importing it.
+
+:class:`realtime.extension.Realtime` builds one :class:`RealtimeState` per app and keeps it in
+``app.extensions``; the views look it up with :func:`state`. So the extension imports the views
+to register them, and nothing imports the extension back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from realtime.core.auth import TokenVerifier
+from realtime.core.config import Settings
+from realtime.fanout.hub import Hub
+from realtime.storage.broker import Broker
+from realtime.storage.redis_server import RedisServer
+
+EXTENSION_KEY = "realtime"
+
+
+@dataclass
+class RealtimeState:
+    settings: Settings
+    broker: Broker
+    hub: Hub
+    verifier: TokenVerifier
+    embedded: RedisServer | None = None
+
+
+def state(app: Any) -> RealtimeState:
+    """The realtime state of ``app`` (``current_app`` in a view)."""
+    result: RealtimeState = app.extensions[EXTENSION_KEY]
+    return result

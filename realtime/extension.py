@@ -24,6 +24,7 @@ from realtime.fanout.presence import Presence
 from realtime.ops.devsecret import load_or_create_dev_secret
 from realtime.storage.broker import Broker, Retention
 from realtime.storage.redis_server import start_embedded_redis
+from realtime.web import routes
 from realtime.web.slowrequest import bound_requests
 from realtime.web.state import EXTENSION_KEY, RealtimeState
 
@@ -80,11 +81,5 @@ class Realtime:
             )
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body
         app.extensions[EXTENSION_KEY] = RealtimeState(settings, broker, hub, verifier, embedded)
-
-        from realtime.web.http import blueprint, register_error_handlers
-        from realtime.web.ws import register_websocket
-
-        app.register_blueprint(blueprint)
-        register_websocket(app, settings.ws_ping_s, settings.max_body)
-        register_error_handlers(app)
+        routes.register(app, ws_ping_s=settings.ws_ping_s, max_message=settings.max_body)
 

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from realtime.core.sse import EventStreamParser, MessageEvent
-from realtime.fanout.stream import StreamPlan, control_event, preamble, topics_of
+from realtime.core.sse import EventStreamParser, MessageEvent, encode_control
+from realtime.core.topics import distinct
+from realtime.fanout.stream import StreamPlan, preamble
 from realtime.storage.broker import ReplayCheck, ReplayStatus
 
 EPOCH = "abc123"
@@ -125,22 +126,22 @@ def test_preamble_parses_the_same_when_split_byte_by_byte(status: ReplayStatus) 
         ("auth_expired", {}, b"event: auth_expired\ndata: {}\n\n"),
     ],
 )
-def test_control_event_without_id_is_compact_json_and_has_no_id_line(
+def test_encode_control_without_id_is_compact_json_and_has_no_id_line(
     kind: str, payload: dict[str, str], expected: bytes
 ) -> None:
-    assert control_event(kind, payload) == expected
+    assert encode_control(kind, payload) == expected
 
 
-def test_control_event_without_id_leaves_the_last_event_id_unchanged() -> None:
+def test_encode_control_without_id_leaves_the_last_event_id_unchanged() -> None:
     parser = reconnected_parser()
-    (event,) = parser.feed(control_event("overflow", {"reason": "slow_consumer", "last_id": "x"}))
+    (event,) = parser.feed(encode_control("overflow", {"reason": "slow_consumer", "last_id": "x"}))
     assert (event.type, event.last_event_id) == ("overflow", PREVIOUS_ID)
     assert json.loads(event.data) == {"reason": "slow_consumer", "last_id": "x"}
     assert parser.last_event_id == PREVIOUS_ID
 
 
-def test_control_event_with_id_moves_the_last_event_id() -> None:
-    out = control_event("reset", {"reason": "epoch", "last_id": HEAD_ID}, id=HEAD_ID)
+def test_encode_control_with_id_moves_the_last_event_id() -> None:
+    out = encode_control("reset", {"reason": "epoch", "last_id": HEAD_ID}, id=HEAD_ID)
     assert out.startswith(f"id: {HEAD_ID}\nevent: reset\n".encode())
     parser = reconnected_parser()
     (event,) = parser.feed(out)
@@ -155,7 +156,7 @@ def test_control_event_with_id_moves_the_last_event_id() -> None:
         (["b", "a", "b", "c", "a"], ("b", "a", "c")),
     ],
 )
-def test_topics_of_keeps_distinct_topics_in_first_seen_order(
+def test_distinct_keeps_distinct_topics_in_first_seen_order(
     values: list[str], expected: tuple[str, ...]
 ) -> None:
-    assert topics_of(values) == expected
+    assert distinct(values) == expected

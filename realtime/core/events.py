@@ -55,6 +55,11 @@ class Event:
     def id(self) -> str:
         return format_id(self.epoch, self.seq)
 
+    def lag_s(self, now: float) -> float:
+        """Seconds from this event's publish to ``now`` (a ``time.time()``; the hosts' clocks
+        assumed in sync, so never negative)."""
+        return max(0.0, now - self.published_ms / 1000)
+
     def frame(self) -> bytes:
         """The SSE bytes of this event, with its topic in the ``topic:`` extension field."""
         if self._frame is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from realtime.core.errors import ClientError
-from realtime.core.topics import validate_topic
+from realtime.core.topics import check_topic_count, distinct, validate_topic
 
 MAX_REQ_LENGTH = 64
 MAX_LAST_ID_LENGTH = 256
@@ -95,14 +95,9 @@ def _topic_list(doc: dict[str, Any], req: Req, max_topics: int) -> list[str]:
         topics = [topics]
     if not isinstance(topics, list) or not topics:
         raise EnvelopeError("topics must be a non-empty list.", code="missing_topic", req=req)
-    if len(topics) > max_topics:
-        raise EnvelopeError(
-            f"At most {max_topics} topics per connection (REALTIME_MAX_TOPICS).",
-            code="too_many_topics",
-            req=req,
-        )
     try:
-        return list(dict.fromkeys(validate_topic(t) for t in topics))
+        check_topic_count(len(topics), max_topics)
+        return list(distinct(validate_topic(t) for t in topics))
     except ClientError as exc:
         raise EnvelopeError(exc.message, code=exc.code, req=req) from None
 

@@ -44,6 +44,7 @@ Intentional behaviours (do not "fix" them):
 from __future__ import annotations
 
 import codecs
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -119,6 +120,12 @@ def encode_comment(text: str = "") -> bytes:
     """
     _check_single_line("comment", text, allow_nul=True)
     return _utf8("comment", f": {text}\n\n")
+
+
+def encode_control(kind: str, payload: Mapping[str, str], *, id: str | None = None) -> bytes:
+    """A server control event (``ready``, ``reset``, ``overflow``, ``shutdown``,
+    ``auth_expired``) whose data is compact JSON."""
+    return encode_event(id=id, event=kind, data=json.dumps(payload, separators=(",", ":")))
 
 
 def encode_retry(ms: int) -> bytes:

@@ -86,6 +86,21 @@ def validate_topic(value: object) -> str:
     return value
 
 
+def distinct(values: Iterable[str]) -> tuple[str, ...]:
+    """Distinct topics in first-seen order."""
+    return tuple(dict.fromkeys(values))
+
+
+def check_topic_count(count: int, limit: int) -> None:
+    """One stream or connection follows at most ``limit`` topics (``REALTIME_MAX_TOPICS``)."""
+    if count > limit:
+        raise BadRequest(
+            f"A stream or connection may follow at most {limit} topics (REALTIME_MAX_TOPICS), "
+            f"not {count}.",
+            code="too_many_topics",
+        )
+
+
 def validate_type(value: object) -> str:
     """Return the event type to publish, defaulting to :data:`DEFAULT_TYPE`.
 

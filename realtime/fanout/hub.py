@@ -415,7 +415,7 @@ class Hub:
             now = time.time()
             lag = metrics.DELIVERY_LAG.labels("sse")
             for event in written:  # once per event: when its last direct write was done
-                lag.observe(max(0.0, now - event.published_ms / 1000))
+                lag.observe(event.lag_s(now))
         for sub in woken:
             sub.wakeup.set()
             if sub.closed_reason is not None:

@@ -11,11 +11,10 @@ at or below the last id sent are skipped. No gap, no duplicate (DESIGN.md, guara
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import gevent
@@ -23,7 +22,7 @@ import gevent
 from realtime.core.errors import BrokerError, HistoryLost
 from realtime.core.events import READY_EVENT, Event
 from realtime.core.ids import format_id
-from realtime.core.sse import encode_comment, encode_event, encode_last_id, encode_retry
+from realtime.core.sse import encode_comment, encode_control, encode_last_id, encode_retry
 from realtime.fanout.directwrite import DirectWriter
 from realtime.fanout.hub import OVERFLOW, SHUTDOWN, Hub, Subscription
 from realtime.ops import metrics
@@ -51,11 +50,6 @@ class StreamPlan:
     expires_at: float | None = None  # the token's exp (unix seconds): the stream ends there
 
 
-def control_event(kind: str, payload: dict[str, str], *, id: str | None = None) -> bytes:
-    """A server event (``reset``, ``overflow``, ``shutdown``) whose data is compact JSON."""
-    data = json.dumps(payload, separators=(",", ":"))
-    return encode_event(id=id, event=kind, data=data)
-
 
 def preamble(plan: StreamPlan) -> bytes:
     """``retry:``, an opening comment so proxies flush, and where the client stands.
@@ -70,17 +64,13 @@ def preamble(plan: StreamPlan) -> bytes:
     if check.status == "fresh" and plan.envelope:
         # Script clients (realtime.js) cannot read EventSource's last id before an event comes:
         # tell them in an event they can listen for, so their own reconnects are exact too.
-        out.append(control_event(READY_EVENT, {"last_id": head_id}, id=head_id))
+        out.append(encode_control(READY_EVENT, {"last_id": head_id}, id=head_id))
     elif check.status == "fresh":
         out.append(encode_last_id(head_id))
     elif check.status != "ok":
-        out.append(control_event("reset", {"reason": check.status, "last_id": head_id}, id=head_id))
+        out.append(encode_control("reset", {"reason": check.status, "last_id": head_id}, id=head_id))
     return b"".join(out)
 
-
-def lag_s(event: Event) -> float:
-    """Seconds since ``event`` was published (clocks of the hosts assumed in sync)."""
-    return max(0.0, time.time() - event.published_ms / 1000)
 
 
 def _frame(event: Event, envelope: bool) -> bytes:
@@ -111,12 +101,12 @@ def replay(broker: Broker, plan: StreamPlan) -> Iterator[bytes]:
 def _closing_frame(reason: str, plan: StreamPlan, last_id: str) -> bytes:
     jitter_ms = random.randint(250, 1500)
     if reason == OVERFLOW:
-        return control_event("overflow", {"reason": "slow_consumer", "last_id": last_id})
+        return encode_control("overflow", {"reason": "slow_consumer", "last_id": last_id})
     if reason == SHUTDOWN:
-        return encode_retry(jitter_ms) + control_event("shutdown", {"last_id": last_id})
+        return encode_retry(jitter_ms) + encode_control("shutdown", {"last_id": last_id})
     if reason == AUTH_EXPIRED:
         # No id: a client that renews its token resumes exactly from last_id.
-        return control_event(AUTH_EXPIRED, {"last_id": last_id})
+        return encode_control(AUTH_EXPIRED, {"last_id": last_id})
     # RESYNC or max age: reconnect soon, the replay path knows exactly what was missed.
     return encode_retry(jitter_ms) + encode_comment(reason)
 
@@ -173,7 +163,7 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
             # Resumed: the server has written the chunk to the socket.
             wrote_at = time.monotonic()
             metrics.DELIVERED.labels("sse").inc(len(events))
-            metrics.DELIVERY_LAG.labels("sse").observe(lag_s(events[0]))
+            metrics.DELIVERY_LAG.labels("sse").observe(events[0].lag_s(time.time()))
         if sub.closed_reason is not None:
             yield _closing_frame(sub.closed_reason, plan, format_id(epoch, last_seq))
             return
@@ -230,8 +220,3 @@ class StreamBody:
                 close()
         finally:
             self._on_close()
-
-
-def topics_of(values: Sequence[str]) -> tuple[str, ...]:
-    """Distinct topics in first-seen order."""
-    return tuple(dict.fromkeys(values))

@@ -32,13 +32,8 @@ from simple_websocket import ConnectionClosed
 from realtime.core.access import (
     TOKEN_COOKIE,
     TOKEN_QUERY,
-    authorize_publish,
     authorize_subscribe,
-    idempotency_scope,
     origin_allowed,
-    presence_visible,
-    publish_rate_limited,
-    publisher_scope,
 )
 from realtime.core.auth import Grant, extract_token
 from realtime.core.errors import (
@@ -48,19 +43,18 @@ from realtime.core.errors import (
     ClientError,
     Forbidden,
     HistoryLost,
-    IdempotencyConflict,
-    RateLimited,
-    Unavailable,
 )
 from realtime.core.events import Event
 from realtime.core.ids import format_id
 from realtime.core.messages import EnvelopeError, Message, Req, encode, error_frame, parse_message
 from realtime.core.publishing import draft, validate_idempotency_key
+from realtime.core.topics import check_topic_count
 from realtime.fanout.hub import OVERFLOW, RESYNC, SHUTDOWN, Subscription
 from realtime.fanout.slowclient import cut_on_overflow, server_socket
-from realtime.fanout.stream import lag_s
 from realtime.ops import metrics
 from realtime.storage.broker import ReplayCheck
+from realtime.web import service
+from realtime.web.responses import error_response
 from realtime.web.state import RealtimeState, state
 
 log = logging.getLogger(__name__)
@@ -128,8 +122,6 @@ def check_handshake(version: str | None, key: str | None) -> None:
 
 
 def _refusal(err: ClientError) -> Response:
-    from realtime.web.http import error_response
-
     response = error_response(err)
     if err.status == 426:
         response.headers["Sec-WebSocket-Version"] = WEBSOCKET_VERSION
@@ -376,15 +368,7 @@ class WebSocketSession:
         except _Close:
             raise
         except BrokerError as exc:
-            log.warning("Redis failed during a WebSocket request: %s", exc)
-            metrics.REDIS_ERRORS.labels("request").inc()
-            self._reply_error(
-                Unavailable(
-                    "Redis is unavailable (unreachable or refusing writes); retry shortly.",
-                    code="redis_unavailable",
-                ),
-                req,
-            )
+            self._reply_error(service.redis_unavailable(exc, "WebSocket request"), req)
         except Exception as exc:  # a bug: answer and close this session, never kill it silently
             log.exception("WebSocket request failed")
             self._reply_error(
@@ -405,12 +389,7 @@ class WebSocketSession:
         sub = self.sub
         assert sub is not None
         topics = [t for t in message.topics if t not in sub.topics]
-        if len(sub.topics) + len(topics) > self.settings.max_topics:
-            raise BadRequest(
-                f"A connection may follow at most {self.settings.max_topics} topics "
-                "(REALTIME_MAX_TOPICS).",
-                code="too_many_topics",
-            )
+        check_topic_count(len(sub.topics) + len(topics), self.settings.max_topics)
         authorize_subscribe(topics, self.grant, self.settings.public_topics)
         self.rt.hub.add_topics(sub, topics)  # before the check: the seam argument needs it
         try:
@@ -424,48 +403,14 @@ class WebSocketSession:
         body = dict(message.body)
         key = validate_idempotency_key(body.pop("idempotency_key", None))
         event = draft(body, self.settings.max_payload, "publish")
-        grant = authorize_publish([event.topic], self.grant)
-        scoped = idempotency_scope(grant, self.token or "", key) if key else None
-        try:
-            published = self.rt.broker.publish(
-                [event],
-                idempotency=scoped,
-                rate_scope=publisher_scope(grant, self.token or ""),
-                rate=self.settings.publish_rate,
-                burst=self.settings.publish_burst,
-                new_topics_per_minute=self.settings.new_topics_per_minute,
-            )
-        except RateLimited as exc:
-            settings = self.settings
-            raise publish_rate_limited(
-                exc, settings.publish_rate, settings.new_topics_per_minute
-            ) from None
-        except IdempotencyConflict:
-            raise BadRequest(
-                "This idempotency_key was already used for a different event.",
-                code="idempotency_key_reused",
-            ) from None
+        published = service.publish(
+            self.rt, [event], grant=self.grant, token=self.token or "", idempotency_key=key
+        )
         self._queue("frame", encode("ack", req=message.req, id=published.ids[0]))
 
     def _presence(self, message: Message) -> None:
-        topic = message.body["topic"]
-        authorize_subscribe([topic], self.grant, self.settings.public_topics)
-        presence = self.rt.hub.presence
-        if presence is None:
-            raise BadRequest("Presence is off (REALTIME_PRESENCE_TTL_S=0).", code="presence_off")
-        present, connections = presence.present(topic)
-        hidden = not presence_visible(topic, self.grant)
-        self._queue(
-            "frame",
-            encode(
-                "ack",
-                req=message.req,
-                topic=topic,
-                present=[] if hidden else present,
-                connections=connections,
-                hidden=hidden,
-            ),
-        )
+        answer = service.presence_answer(self.rt, message.body["topic"], self.grant)
+        self._queue("frame", encode("ack", req=message.req, **answer))
 
     # -- sending (the only writer) ------------------------------------------------------------
 
@@ -563,7 +508,7 @@ class WebSocketSession:
             cursors[event.topic] = event.seq
             self.ws.send(event.ws_frame())
             if not sent:
-                metrics.DELIVERY_LAG.labels("ws").observe(lag_s(event))
+                metrics.DELIVERY_LAG.labels("ws").observe(event.lag_s(time.time()))
             sent += 1
         if sent:
             metrics.DELIVERED.labels("ws").inc(sent)

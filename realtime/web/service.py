@@ -1,0 +1,97 @@
+"""The decisions every front door shares: publish, presence and the Redis-failure answer.
+
+HTTP and WebSocket differ in how a request arrives and how an answer leaves; what a publish
+means (who may, which limits, which refusal) must not differ, so both call these with plain
+values and map nothing themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from realtime.core.access import (
+    authorize_publish,
+    authorize_subscribe,
+    idempotency_scope,
+    presence_visible,
+    publish_rate_limited,
+    publisher_scope,
+)
+from realtime.core.auth import Grant
+from realtime.core.errors import (
+    BadRequest,
+    BrokerError,
+    IdempotencyConflict,
+    RateLimited,
+    Unavailable,
+)
+from realtime.core.events import Draft, Published
+from realtime.ops import metrics
+from realtime.web.state import RealtimeState
+
+log = logging.getLogger(__name__)
+
+
+def publish(
+    rt: RealtimeState,
+    drafts: Sequence[Draft],
+    *,
+    grant: Grant | None,
+    token: str,
+    idempotency_key: str | None,
+) -> Published:
+    """Store ``drafts`` atomically for a caller holding ``grant`` (from ``token``).
+
+    Refusals are the API's own: 403 for a topic the grant lacks, 429 ``rate_limited`` /
+    ``topic_rate_limited`` with ``Retry-After``, 400 ``idempotency_key_reused``; a refused
+    publish writes nothing (the storage checks everything before its first write).
+    """
+    settings = rt.settings
+    granted = authorize_publish([d.topic for d in drafts], grant)
+    scoped = idempotency_scope(granted, token, idempotency_key) if idempotency_key else None
+    try:
+        return rt.broker.publish(
+            drafts,
+            idempotency=scoped,
+            rate_scope=publisher_scope(granted, token),
+            rate=settings.publish_rate,
+            burst=settings.publish_burst,
+            new_topics_per_minute=settings.new_topics_per_minute,
+        )
+    except RateLimited as exc:
+        raise publish_rate_limited(
+            exc, settings.publish_rate, settings.new_topics_per_minute
+        ) from None
+    except IdempotencyConflict:
+        raise BadRequest(
+            "This idempotency key was already used for a different request.",
+            code="idempotency_key_reused",
+        ) from None
+
+
+def presence_answer(rt: RealtimeState, topic: str, grant: Grant | None) -> dict[str, Any]:
+    """Who follows ``topic`` across every worker and host, for a caller who may subscribe to it;
+    the names only when the grant may see them (:func:`~realtime.core.access.presence_visible`)."""
+    authorize_subscribe([topic], grant, rt.settings.public_topics)
+    if rt.hub.presence is None:
+        raise BadRequest("Presence is off (REALTIME_PRESENCE_TTL_S=0).", code="presence_off")
+    present, connections = rt.hub.presence.present(topic)
+    hidden = not presence_visible(topic, grant)
+    return {
+        "topic": topic,
+        "present": [] if hidden else present,
+        "connections": connections,
+        "hidden": hidden,
+    }
+
+
+def redis_unavailable(err: BrokerError, where: str) -> Unavailable:
+    """The 503 a request gets when Redis failed under it, logged and counted once here."""
+    log.warning("Redis unavailable during a %s: %s", where, err)
+    metrics.REDIS_ERRORS.labels("request").inc()
+    return Unavailable(
+        "Redis is unavailable (unreachable or refusing writes); retry shortly.",
+        code="redis_unavailable",
+    )

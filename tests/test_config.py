@@ -1,4 +1,4 @@
-"""Tests for :mod:`realtime.core.config`: documented defaults, every variable's checks, its messages.
+"""Tests for :mod:`realtime.core.config`: documented defaults, each variable's checks and messages.
 
 Every call passes ``environ`` explicitly, so the environment of the machine running the tests
 never leaks into a verdict.
@@ -7,12 +7,15 @@ never leaks into a verdict.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from realtime.core.config import (
     FILES_BESIDE_CONNECTIONS,
+    RETIRED,
     SETTINGS,
     Setting,
     Settings,
@@ -74,15 +77,38 @@ def test_defaults_leave_optional_settings_empty() -> None:
     assert settings.allowed_origins == ()
     assert not settings.production
     assert not settings.has_jwt_key
-    assert settings.extra == {}
+
+
+def test_every_settings_field_is_one_setting_named_after_it() -> None:
+    assert [s.attribute for s in SETTINGS] == [f.name for f in dataclasses.fields(Settings)]
+    assert [attribute(s.name) for s in SETTINGS] == [s.attribute for s in SETTINGS]
 
 
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
-def test_every_setting_is_documented_and_names_a_settings_field(setting: Setting) -> None:
-    fields = {f.name for f in dataclasses.fields(Settings)}
-    assert setting.name.startswith("REALTIME_")
+def test_every_setting_has_a_meaning_that_fits_one_table_cell(setting: Setting) -> None:
     assert setting.help.strip()
-    assert attribute(setting.name) in fields
+    assert "\n" not in setting.help and "|" not in setting.help
+
+
+def test_a_retired_name_is_not_also_a_setting() -> None:
+    assert RETIRED.keys().isdisjoint(s.name for s in SETTINGS)
+
+
+def readme_settings_rows() -> list[str]:
+    """The rows of the README's table of variables, under its ``## Configuration`` heading."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| variable | default | meaning |\n| --- | --- | --- |\n", 1)[1]
+    return list(itertools.takewhile(lambda line: line.startswith("|"), table.splitlines()))
+
+
+def test_the_readme_table_lists_exactly_the_settings_with_their_defaults_and_meanings() -> None:
+    rows = readme_settings_rows()
+    assert [row.split("`")[1] for row in rows] == [s.name for s in SETTINGS]
+    assert rows == [
+        f"| `{s.name}` | {f'`{s.default}`' if s.default else '(empty)'} | {s.help} |"
+        for s in SETTINGS
+    ]
 
 
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
@@ -301,7 +327,9 @@ def test_production_with_a_key_starts(keys: dict[str, str]) -> None:
     assert settings.has_jwt_key
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("", "development"), ("test", "test")])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("", "development"), ("  ", "development"), ("test", "test")]
+)
 def test_env_accepts_development_and_test(raw: str, expected: str) -> None:
     assert load(REALTIME_ENV=raw).env == expected
 

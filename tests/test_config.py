@@ -491,3 +491,12 @@ def test_non_realtime_keys_in_overrides_and_environ_are_ignored() -> None:
 def test_invalid_override_fails_even_when_environ_is_valid() -> None:
     with pytest.raises(ConfigError, match=r"\AREALTIME_MAX_QUEUE "):
         load_settings({"REALTIME_MAX_QUEUE": "lots"}, environ={"REALTIME_MAX_QUEUE": "10"})
+
+
+def test_printing_settings_never_shows_a_key() -> None:
+    secret = "s" * 40
+    settings = load_settings(
+        {}, environ={"REALTIME_JWT_SECRET": secret, "REALTIME_METRICS_TOKEN": "m" * 20}
+    )
+    assert secret not in repr(settings) and "m" * 20 not in repr(settings)
+    assert settings.jwt_secret == secret

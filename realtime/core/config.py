@@ -165,14 +165,24 @@ def _metrics_token(name: str, raw: str) -> str | None:
 _SPEC = "realtime.setting"
 
 
-def _setting(default: str, parse: Parser[T], help: str, *, blank_is_default: bool = False) -> T:
+def _setting(
+    default: str,
+    parse: Parser[T],
+    help: str,
+    *,
+    blank_is_default: bool = False,
+    secret: bool = False,
+) -> T:
     """Declare a :class:`Settings` field: its variable's default text, parser and meaning.
 
     Typed as the parser's result, so mypy holds each parser to its field's annotation. The field
     has no default of its own: :func:`load_settings` passes every one. ``blank_is_default``
-    makes an empty or all-space value mean ``default`` rather than be parsed.
+    makes an empty or all-space value mean ``default`` rather than be parsed; a ``secret`` is
+    left out of the settings' ``repr``, so printing or logging them never shows a key.
     """
-    return cast(T, field(metadata={_SPEC: (default, help, parse, blank_is_default)}))
+    return cast(
+        T, field(repr=not secret, metadata={_SPEC: (default, help, parse, blank_is_default)})
+    )
 
 
 @dataclass(frozen=True)
@@ -195,7 +205,7 @@ class Settings:
         "var", _stripped, "Where the embedded Redis keeps its data file.", blank_is_default=True
     )
     jwt_secret: str | None = _setting(
-        "", _secret, "HS256 secret for tokens (at least 32 characters)."
+        "", _secret, "HS256 secret for tokens (at least 32 characters).", secret=True
     )
     jwt_public_key: str | None = _setting(
         "", _public_key, "PEM (or a path to one) of an RS256/ES256 public key."
@@ -307,6 +317,7 @@ class Settings:
         "",
         _metrics_token,
         "A bearer token `/metrics` requires (at least 16 characters); empty: open.",
+        secret=True,
     )
 
     @property

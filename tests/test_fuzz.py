@@ -8,7 +8,7 @@ events around it however the bytes are split. No input breaks framing.
 
 (b) The WebSocket envelope parser :func:`realtime.core.messages.parse_message` with any str, bytes and
 JSON structure: it returns a :class:`~realtime.core.messages.Message` whose body has the shape the
-session relies on, or raises :class:`~realtime.core.messages.EnvelopeError` with a stable code and a
+session relies on, or raises :class:`~realtime.core.messages.MessageError` with a stable code and a
 ``req`` that can be echoed; never anything else.
 
 (c) One real gunicorn and two real WebSocket clients: client 1 sends generated garbage and
@@ -39,7 +39,7 @@ from realtime.core.messages import (
     CLIENT_TYPES,
     MAX_LAST_ID_LENGTH,
     MAX_REQ_LENGTH,
-    EnvelopeError,
+    MessageError,
     Message,
     error_frame,
     parse_message,
@@ -334,7 +334,7 @@ def test_envelope_parser_returns_a_message_or_a_stable_error_never_anything_else
 ) -> None:
     try:
         message = parse_message(raw, max_topics=MAX_TOPICS)
-    except EnvelopeError as exc:
+    except MessageError as exc:
         assert exc.code in ENVELOPE_CODES and exc.status == 400
         assert isinstance(exc.message, str) and exc.message.endswith(".")
         assert echoable(exc.req)
@@ -354,7 +354,7 @@ def test_a_publish_message_is_refused_with_a_client_error_or_becomes_an_event(
     """What the session does with a ``publish`` message before it reaches Redis."""
     try:
         body = dict(parse_message(dumps(doc), max_topics=MAX_TOPICS).body)
-    except EnvelopeError:
+    except MessageError:
         return  # a bad req: answered before the publish is looked at
     try:
         key = validate_idempotency_key(body.pop("idempotency_key", None))
@@ -382,7 +382,7 @@ def test_a_publish_message_is_refused_with_a_client_error_or_becomes_an_event(
 def test_regression_a_lone_surrogate_escape_is_refused_not_sent_back_or_decoded(
     raw: str, code: str, req: int | None
 ) -> None:
-    with pytest.raises(EnvelopeError) as refused:
+    with pytest.raises(MessageError) as refused:
         parse_message(raw, max_topics=MAX_TOPICS)
     assert (refused.value.code, refused.value.req) == (code, req)
 

@@ -1,7 +1,7 @@
 """The OpenAPI document (:mod:`realtime.web.openapi`) against the server that really answers.
 
 First the document itself: valid OpenAPI 3.1 (openapi-spec-validator), every ``$ref`` resolves,
-it lists exactly the routes of the Flask URL map, and every error code of the README's table is
+it lists exactly the routes of the Flask URL map, and every error code of the registry is
 under its status. Then the server, in process through the Flask test client on real Redis:
 
 - a table reaches every status and error code the document gives ``/publish``, ``/events`` and
@@ -20,7 +20,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -38,12 +37,11 @@ from test_slowrequest import Trickle
 
 from realtime.core.auth import MAX_TOKEN_LENGTH
 from realtime.core.sse import EventStreamParser
-from realtime.storage.broker import EPOCH_KEY, FIREHOSE_KEY, PREFIX
+from realtime.storage.keys import EPOCH_KEY, FIREHOSE_KEY, PREFIX
 from realtime.storage.redis_server import free_port
 from realtime.web.openapi import ERRORS, RETRY_AFTER_STATUSES, document
 from realtime.web.state import state
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 DOC = document()
 DOC_URI = "urn:realtime:openapi"
 REGISTRY = Registry().with_resource(
@@ -123,30 +121,8 @@ def test_document_lists_exactly_the_routes_of_the_url_map(app: Any) -> None:
     assert any(rule.rule == "/ws" for rule in app.url_map.iter_rules())  # left out on purpose
 
 
-def readme_error_table() -> dict[int, set[str]]:
-    """The README's "Errors" table: status -> codes (a "404, 405" row pairs them in order)."""
-    text = README.read_text()
-    table = text[text.index("### Errors") :].split("\n\n")[2]
-    out: dict[int, set[str]] = {}
-    for line in table.splitlines()[2:]:
-        statuses_cell, codes_cell = line.strip("|").split("|")
-        statuses = [int(s) for s in re.findall(r"\d{3}", statuses_cell)]
-        codes = re.findall(r"`([a-z_]+)`", codes_cell)
-        if len(statuses) > 1:
-            assert len(statuses) == len(codes), line
-            for status, code in zip(statuses, codes, strict=True):
-                out.setdefault(status, set()).add(code)
-        else:
-            out.setdefault(statuses[0], set()).update(codes)
-    return out
-
-
-def test_every_readme_error_code_is_documented_under_its_status() -> None:
-    table = readme_error_table()
-    assert set(table) == {400, 401, 403, 404, 405, 408, 413, 415, 426, 429, 503}
-    for status, codes in table.items():
-        assert codes <= set(ERRORS[status]), (status, codes - set(ERRORS[status]))
-    # The catalogue: one shared response per status, enumerating every code of that status.
+def test_the_catalogue_holds_one_response_per_status_with_every_code_of_it() -> None:
+    # The codes themselves are the core's registry (tests/test_errors.py holds the README to it).
     catalogue = DOC["components"]["responses"].values()
     assert sorted(tuple(error_codes_of(r)) for r in catalogue) == sorted(ERRORS.values())
 

@@ -3,8 +3,8 @@
 This module owns the ``Auth`` section of DESIGN.md as pure functions: a verified token becomes a
 :class:`Grant` (subject, subscribe and publish patterns, expiry), and :func:`extract_token`
 applies the documented precedence of token sources. It does no I/O and never touches Flask: the
-web layer passes in header, cookie and query values and turns :class:`~realtime.core.errors.AuthError`
-into a 401.
+web layer passes in header, cookie and query values and turns
+:class:`~realtime.core.errors.AuthError` into a 401.
 
 Intentional choices, so nobody "fixes" them:
 

@@ -2,11 +2,76 @@
 
 Every error a client can cause maps to one stable ``error`` code and one HTTP status, so the web
 layer turns any :class:`ClientError` into the JSON error contract of DESIGN.md without a lookup
-table of its own. Exceptions carry data (the code, the status, ``retry_after``) rather than
+table of its own; the codes themselves are registered once, in :data:`HTTP_ERRORS` and
+:data:`WEBSOCKET_ERRORS`. Exceptions carry data (the code, the status, ``retry_after``) rather than
 encoding it in the message, in the manner of simple-websocket's ``ConnectionClosed``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+
+#: Every ``error`` code a client can be answered with, by HTTP status: the one registry. Over a
+#: WebSocket the same code arrives in an ``error`` frame. The OpenAPI document
+#: (:data:`realtime.web.openapi.ERRORS`), the README's "Errors" table, every ``code=`` at a raise
+#: site and ``realtime.js`` are held to it by tests (``tests/core/test_errors.py``).
+HTTP_ERRORS: Mapping[int, tuple[str, ...]] = {
+    400: (
+        "missing_topic",
+        "invalid_topic",
+        "invalid_type",
+        "reserved_type",
+        "missing_data",
+        "invalid_data",
+        "unknown_field",
+        "invalid_json",
+        "invalid_batch",
+        "batch_too_large",
+        "bad_form",
+        "too_many_topics",
+        "invalid_last_event_id",
+        "invalid_idempotency_key",
+        "idempotency_key_reused",
+        "presence_off",
+        "invalid_handshake",
+    ),
+    401: (
+        "missing_token",
+        "invalid_token",
+        "token_expired",
+        "invalid_authorization",
+        "token_too_large",
+    ),
+    403: ("forbidden_topic", "origin_not_allowed"),
+    404: ("not_found",),
+    405: ("method_not_allowed",),
+    408: ("request_timeout",),
+    413: ("payload_too_large",),
+    415: ("unsupported_media_type",),
+    426: ("unsupported_websocket_version",),
+    429: ("too_many_connections", "rate_limited", "topic_rate_limited"),
+    503: ("redis_unavailable", "draining"),
+}
+
+#: Codes only a WebSocket ``error`` frame carries: a message that is not one, and a bug.
+WEBSOCKET_ERRORS: Mapping[int, tuple[str, ...]] = {
+    400: ("invalid_request", "unknown_type"),
+    500: ("internal_error",),
+}
+
+#: code -> status, over both tables.
+ERROR_STATUS: Mapping[str, int] = {
+    code: status
+    for table in (HTTP_ERRORS, WEBSOCKET_ERRORS)
+    for status, codes in table.items()
+    for code in codes
+}
+
+#: Statuses whose answers carry ``Retry-After``: a client waits that long and tries again.
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+
+#: Codes worth retrying after ``Retry-After`` (the same request may succeed then).
+RETRYABLE = frozenset(c for c, s in ERROR_STATUS.items() if s in RETRY_AFTER_STATUSES)
 
 
 class RealtimeError(Exception):

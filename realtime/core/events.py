@@ -152,7 +152,7 @@ class EventRun:
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """An event not yet published: validated by the caller, stored by :meth:`realtime.storage.broker.Broker.publish`."""
+    """An event not yet published: validated by the caller, then stored by the broker."""
 
     topic: str
     type: str

@@ -1,8 +1,8 @@
-"""The WebSocket JSON envelope: parse client messages, build server messages. Pure.
+"""The WebSocket's JSON messages: parse what a client sends, build what the server sends. Pure.
 
 Every client message is a JSON object with a ``type`` and an optional ``req`` (a string or an
 integer the server echoes so the client can match answers to requests). Parsing either returns a
-:class:`Message` whose body has been checked for its type, or raises :class:`EnvelopeError`
+:class:`Message` whose body has been checked for its type, or raises :class:`MessageError`
 carrying the stable code and the ``req`` (when one could be read), so the session can answer with
 an ``error`` frame and keep the socket open.
 
@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from realtime.core.errors import ClientError
+from realtime.core.errors import ERROR_STATUS, ClientError
 from realtime.core.topics import check_topic_count, distinct, validate_topic
 
 MAX_REQ_LENGTH = 64
@@ -27,11 +27,12 @@ PUBLISH_FIELDS = frozenset({"type", "req", "topic", "data", "event", "idempotenc
 Req = str | int | None
 
 
-class EnvelopeError(ClientError):
-    """A client message the session refuses; ``req`` is echoed in the ``error`` frame."""
+class MessageError(ClientError):
+    """A client message the session refuses; ``req`` is echoed in the ``error`` frame. Its
+    status is the code's own (a frame carries none, but a code means one thing everywhere)."""
 
     def __init__(self, message: str, *, code: str, req: Req = None) -> None:
-        super().__init__(message, code=code)
+        super().__init__(message, code=code, status=ERROR_STATUS.get(code, 400))
         self.req = req
 
 
@@ -77,15 +78,15 @@ def _req(doc: dict[str, Any]) -> Req:
     if req is None:
         return None
     if isinstance(req, bool) or not isinstance(req, str | int):
-        raise EnvelopeError("req must be a string or an integer.", code="invalid_request")
+        raise MessageError("req must be a string or an integer.", code="invalid_request")
     if isinstance(req, str) and len(req) > MAX_REQ_LENGTH:
-        raise EnvelopeError(
+        raise MessageError(
             f"req is longer than {MAX_REQ_LENGTH} characters.", code="invalid_request"
         )
     if isinstance(req, str) and not _is_unicode(req):
-        raise EnvelopeError("req is not valid Unicode text.", code="invalid_request")
+        raise MessageError("req is not valid Unicode text.", code="invalid_request")
     if isinstance(req, int) and abs(req) > 2**53:
-        raise EnvelopeError("req is too large an integer.", code="invalid_request")
+        raise MessageError("req is too large an integer.", code="invalid_request")
     return req
 
 
@@ -94,29 +95,29 @@ def _topic_list(doc: dict[str, Any], req: Req, max_topics: int) -> list[str]:
     if isinstance(topics, str):
         topics = [topics]
     if not isinstance(topics, list) or not topics:
-        raise EnvelopeError("topics must be a non-empty list.", code="missing_topic", req=req)
+        raise MessageError("topics must be a non-empty list.", code="missing_topic", req=req)
     try:
         check_topic_count(len(topics), max_topics)
         return list(distinct(validate_topic(t) for t in topics))
     except ClientError as exc:
-        raise EnvelopeError(exc.message, code=exc.code, req=req) from None
+        raise MessageError(exc.message, code=exc.code, req=req) from None
 
 
 def parse_message(raw: str | bytes, *, max_topics: int) -> Message:
     """Check one client message; see the module docstring."""
     if isinstance(raw, bytes):
-        raise EnvelopeError("Send JSON text frames, not binary ones.", code="invalid_json")
+        raise MessageError("Send JSON text frames, not binary ones.", code="invalid_json")
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError):
-        raise EnvelopeError("The message is not valid JSON.", code="invalid_json") from None
+        raise MessageError("The message is not valid JSON.", code="invalid_json") from None
     if not isinstance(doc, dict):
-        raise EnvelopeError("A message is a JSON object.", code="invalid_json")
+        raise MessageError("A message is a JSON object.", code="invalid_json")
     req = _req(doc)
     kind = doc.get("type")
     if not isinstance(kind, str) or kind not in CLIENT_TYPES:
         known = ", ".join(sorted(CLIENT_TYPES))
-        raise EnvelopeError(
+        raise MessageError(
             f"Unknown message type {kind!r}; expected one of {known}.",
             code="unknown_type",
             req=req,
@@ -125,9 +126,9 @@ def parse_message(raw: str | bytes, *, max_topics: int) -> Message:
     if kind == "auth":
         token = doc.get("token")
         if not isinstance(token, str) or not token:
-            raise EnvelopeError("auth needs a token.", code="missing_token", req=req)
+            raise MessageError("auth needs a token.", code="missing_token", req=req)
         if not _is_unicode(token):
-            raise EnvelopeError(
+            raise MessageError(
                 "The token is not valid Unicode text.", code="invalid_token", req=req
             )
         body["token"] = token
@@ -136,14 +137,14 @@ def parse_message(raw: str | bytes, *, max_topics: int) -> Message:
         last_id = doc.get("last_id")
         if kind == "subscribe" and last_id is not None:
             if not isinstance(last_id, str) or len(last_id) > MAX_LAST_ID_LENGTH:
-                raise EnvelopeError(
+                raise MessageError(
                     "last_id must be an event id string.", code="invalid_last_event_id", req=req
                 )
             body["last_id"] = last_id or None
     elif kind == "publish":
         unknown = sorted(set(doc) - PUBLISH_FIELDS)
         if unknown:  # as the HTTP publish refuses them: a typo must not publish something else
-            raise EnvelopeError(
+            raise MessageError(
                 f"publish has unknown field(s) {', '.join(map(repr, unknown))}; it takes "
                 "topic, data, event and idempotency_key.",
                 code="unknown_field",
@@ -159,5 +160,5 @@ def parse_message(raw: str | bytes, *, max_topics: int) -> Message:
         try:
             body["topic"] = validate_topic(doc.get("topic"))
         except ClientError as exc:
-            raise EnvelopeError(exc.message, code=exc.code, req=req) from None
+            raise MessageError(exc.message, code=exc.code, req=req) from None
     return Message(kind, req, body)

@@ -19,8 +19,8 @@ path):
 What it keeps: one cursor (``last_seq``) for both paths, so an event is written once; a partial
 send leaves the rest for the stream's greenlet to finish before anything else; the send never
 waits, and the kernel refuses bytes once ``TCP_NOTSENT_LOWAT`` unsent are queued
-(:mod:`realtime.fanout.slowclient`), after which events wait in the bounded queue as before, so a client
-that stops reading is still cut at ``REALTIME_MAX_QUEUE``.
+(:mod:`realtime.fanout.slowclient`), after which events wait in the bounded queue as before,
+so a client that stops reading is still cut at ``REALTIME_MAX_QUEUE``.
 """
 
 from __future__ import annotations
@@ -74,9 +74,9 @@ def _plain_gunicorn_response(response: Any) -> bool:
 class DirectWriter:
     """The reader's way to one stream's socket, and the cursor that stream shares with it.
 
-    Owned by the stream (:func:`realtime.fanout.stream.live`): it calls :meth:`park` before it waits and
-    :meth:`hold` when it wakes; between the two the hub may call :meth:`offer_run`. Cooperative
-    scheduling makes that enough: nothing else runs between a check and its write.
+    Owned by the stream (:func:`realtime.fanout.stream.live`): it calls :meth:`park` before it
+    waits and :meth:`hold` when it wakes; between the two the hub may call :meth:`offer_run`.
+    Cooperative scheduling makes that enough: nothing else runs between a check and its write.
     """
 
     __slots__ = (

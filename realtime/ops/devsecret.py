@@ -1,9 +1,9 @@
 """The development JWT secret: created once under the data directory, shared by all workers.
 
 Only used when no key is configured outside production (production refuses to start without one,
-see :mod:`realtime.core.config`). It lives in a file rather than memory so every gunicorn worker, and
-``realtime token`` run later from a shell, agree on it. The file appears atomically (written
-aside, then hard-linked into place), so a worker never reads half a secret.
+see :mod:`realtime.core.config`). It lives in a file rather than memory so every gunicorn
+worker, and ``realtime token`` run later from a shell, agree on it. The file appears atomically
+(written aside, then hard-linked into place), so a worker never reads half a secret.
 """
 
 from __future__ import annotations

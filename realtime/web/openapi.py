@@ -1,10 +1,11 @@
 """The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json``. Pure data.
 
-It describes the API as :mod:`realtime.web.http` implements it, and ``tests/test_openapi.py`` holds it
-to that: the document is validated against the OpenAPI 3.1 schema, every route of the Flask URL
-map is in it and nothing else, and generated requests thrown at the server get only the statuses,
-headers, error codes and bodies documented here. The grammars come from :mod:`realtime.core.topics`
-and the error codes from one table, :data:`ERRORS` (the README's), so neither can drift alone.
+It describes the API as the front doors of :mod:`realtime.web` implement it, and
+``tests/test_openapi.py`` holds it to that: the document is valid OpenAPI 3.1, every route of the
+Flask URL map is in it and nothing else, and generated requests thrown at the server get only
+the statuses, headers, error codes and bodies documented here. The grammars come from
+:mod:`realtime.core.topics` and the error codes from the core's registry
+(:data:`realtime.core.errors.HTTP_ERRORS`), so neither can drift alone.
 
 Intentional choices, so nobody "fixes" them:
 
@@ -30,9 +31,10 @@ import re
 from typing import Any
 
 from realtime import __version__
+from realtime.core.errors import HTTP_ERRORS, RETRY_AFTER_STATUSES
 from realtime.core.topics import RESERVED_TYPES, TOPIC_RE, TYPE_RE
 
-__all__ = ["ERRORS", "document"]
+__all__ = ["ERRORS", "RETRY_AFTER_STATUSES", "document"]
 
 JSON = "application/json"
 SSE = "text/event-stream"
@@ -41,50 +43,10 @@ HEADERS = "#/components/headers/"
 PARAMETERS = "#/components/parameters/"
 RESPONSES = "#/components/responses/"
 
-AUTH_ERRORS = (
-    "missing_token",
-    "invalid_token",
-    "token_expired",
-    "invalid_authorization",
-    "token_too_large",
-)
+AUTH_ERRORS = HTTP_ERRORS[401]
 
-#: Every ``error`` code by HTTP status: the README's "Errors" table, and ``presence_off`` (400,
-#: ``/presence`` when REALTIME_PRESENCE_TTL_S=0), which that table does not list.
-ERRORS: dict[int, tuple[str, ...]] = {
-    400: (
-        "missing_topic",
-        "invalid_topic",
-        "invalid_type",
-        "reserved_type",
-        "missing_data",
-        "invalid_data",
-        "unknown_field",
-        "invalid_json",
-        "invalid_batch",
-        "batch_too_large",
-        "bad_form",
-        "too_many_topics",
-        "invalid_last_event_id",
-        "invalid_idempotency_key",
-        "idempotency_key_reused",
-        "presence_off",
-        "invalid_handshake",
-    ),
-    401: AUTH_ERRORS,
-    403: ("forbidden_topic", "origin_not_allowed"),
-    404: ("not_found",),
-    405: ("method_not_allowed",),
-    408: ("request_timeout",),
-    413: ("payload_too_large",),
-    415: ("unsupported_media_type",),
-    426: ("unsupported_websocket_version",),
-    429: ("too_many_connections", "rate_limited", "topic_rate_limited"),
-    503: ("redis_unavailable", "draining"),
-}
-
-#: The statuses whose answers carry ``Retry-After`` (whole seconds).
-RETRY_AFTER_STATUSES = frozenset({429, 503})
+#: Every ``error`` code of the HTTP API by status: the core's registry, as the README lists it.
+ERRORS: dict[int, tuple[str, ...]] = dict(HTTP_ERRORS)
 
 _STATUS_NAMES = {
     400: ("BadRequest", "The request is malformed."),

@@ -25,8 +25,15 @@ const BACKOFF_BASE_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 /** Event types the server itself sends on an SSE stream (publishers may not use them). */
 const CONTROL_TYPES = ["reset", "overflow", "shutdown"];
-/** Error codes that say "not now" rather than "no": a subscribe refused so is tried again. */
-const TRANSIENT_CODES = new Set(["redis_unavailable", "rate_limited", "draining"]);
+/** Error codes that say "not now" rather than "no" (the server answers them with Retry-After):
+ * a subscribe refused so is tried again. The server's registry holds this list (RETRYABLE). */
+const TRANSIENT_CODES = new Set([
+  "too_many_connections",
+  "rate_limited",
+  "topic_rate_limited",
+  "redis_unavailable",
+  "draining",
+]);
 /** The close code this client uses to start over after a transient subscribe failure. */
 const CLOSE_RESUBSCRIBE = 4000;
 

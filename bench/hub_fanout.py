@@ -35,11 +35,8 @@ import gevent  # noqa: E402
 
 from realtime.fanout.hub import Hub  # noqa: E402
 from realtime.fanout.stream import StreamPlan, live  # noqa: E402
-from realtime.storage.broker import (  # noqa: E402
-    Broker,
-    ReplayCheck,  # noqa: E402
-    Retention,
-)
+from realtime.storage.broker import Broker  # noqa: E402
+from realtime.storage.interface import ReplayCheck, Retention  # noqa: E402
 from realtime.storage.redis_server import RedisServer, find_redis_binaries  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,7 +44,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PUBLISHER = """
 import sys, time
 from realtime.core.events import Draft
-from realtime.storage.broker import Broker, Retention
+from realtime.storage.broker import Broker
+from realtime.storage.interface import Retention
 url, count, rate, payload = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 b = Broker(url, retention=Retention(1000, 0, 100000, 60), pool_size=1)
 start = time.monotonic()

@@ -22,16 +22,14 @@ from realtime.fanout.directwrite import expose_server_response
 from realtime.fanout.hub import Hub
 from realtime.fanout.presence import Presence
 from realtime.ops.devsecret import load_or_create_dev_secret
-from realtime.storage.broker import Broker, Retention
+from realtime.storage.broker import Broker
+from realtime.storage.interface import Retention
 from realtime.storage.redis_server import start_embedded_redis
 from realtime.web import routes
 from realtime.web.slowrequest import bound_requests
 from realtime.web.state import EXTENSION_KEY, RealtimeState
 
 log = logging.getLogger(__name__)
-
-
-
 
 
 class Realtime:
@@ -82,4 +80,3 @@ class Realtime:
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body
         app.extensions[EXTENSION_KEY] = RealtimeState(settings, broker, hub, verifier, embedded)
         routes.register(app, ws_ping_s=settings.ws_ping_s, max_message=settings.max_body)
-

@@ -10,15 +10,10 @@ import redis
 
 from realtime.core.errors import BrokerError, HistoryLost, IdempotencyConflict
 from realtime.core.events import Draft, Published
-from realtime.storage.broker import (
-    EPOCH_KEY,
-    FIREHOSE_KEY,
-    SEQ_KEY,
-    Broker,
-    Retention,
-    ScriptBatcher,
-    topic_key,
-)
+from realtime.storage.batcher import ScriptBatcher
+from realtime.storage.broker import Broker
+from realtime.storage.interface import Retention
+from realtime.storage.keys import EPOCH_KEY, FIREHOSE_KEY, SEQ_KEY, topic_key
 from realtime.storage.redis_server import RedisServer
 
 RETENTION = Retention(maxlen=5, ttl_s=0, firehose_maxlen=1000, idempotency_ttl_s=60)

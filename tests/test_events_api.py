@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sse_client import InProcessStream
 
 from realtime.core.sse import EventStreamParser
-from realtime.storage.broker import TRIMMED_KEY
+from realtime.storage.keys import TRIMMED_KEY
 from realtime.web.state import state
 
 TOKEN = make_token()

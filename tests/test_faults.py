@@ -36,7 +36,7 @@ from conftest import Gunicorn, main_redis_binary, make_token, require_binary
 from sse_client import SocketStream
 
 from realtime.core.sse import MessageEvent
-from realtime.storage.broker import FIREHOSE_KEY, SEQ_KEY, topic_key
+from realtime.storage.keys import FIREHOSE_KEY, SEQ_KEY, topic_key
 from realtime.storage.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,8 @@ import redis
 
 from realtime.core.events import Draft, Event
 from realtime.fanout.hub import OVERFLOW, RESYNC, Hub, Subscription
-from realtime.storage.broker import Broker, Retention
+from realtime.storage.broker import Broker
+from realtime.storage.interface import Retention
 
 
 @pytest.fixture

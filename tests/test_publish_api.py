@@ -10,7 +10,7 @@ import pytest
 import redis
 from conftest import SECRET, make_token
 
-from realtime.storage.broker import FIREHOSE_KEY, SEQ_KEY, topic_key
+from realtime.storage.keys import FIREHOSE_KEY, SEQ_KEY, topic_key
 
 TOKEN = make_token(publish=("demo", "orders:*"), subscribe=())
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -16,10 +16,10 @@ import redis
 
 from realtime.core.errors import RateLimited
 from realtime.core.events import Draft
-from realtime.storage.broker import (
+from realtime.storage.broker import Broker
+from realtime.storage.interface import Retention
+from realtime.storage.keys import (
     CLOCK_KEY,
-    Broker,
-    Retention,
     expiry_margin_ms,
     marker_key,
     new_topics_key,

@@ -13,7 +13,7 @@ import pytest
 from realtime.core.sse import EventStreamParser, MessageEvent, encode_control
 from realtime.core.topics import distinct
 from realtime.fanout.stream import StreamPlan, preamble
-from realtime.storage.broker import ReplayCheck, ReplayStatus
+from realtime.storage.interface import ReplayCheck, ReplayStatus
 
 EPOCH = "abc123"
 HEAD = 7

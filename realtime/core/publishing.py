@@ -1,4 +1,4 @@
-"""Turn a publish request body into validated :class:`~realtime.storage.broker.Draft` events.
+"""Turn a publish request body into validated :class:`~realtime.core.events.Draft` events.
 
 Pure: given the media type and the body (bytes, or the decoded form fields), return drafts or
 raise a :class:`~realtime.core.errors.ClientError`. Every check runs before anything is stored, so a

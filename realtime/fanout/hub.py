@@ -30,7 +30,7 @@ from realtime.core.errors import BrokerError, TooManyRequests, Unavailable
 from realtime.core.events import Event, EventRun
 from realtime.fanout.presence import Presence
 from realtime.ops import metrics
-from realtime.storage.broker import Broker, FirehoseReader
+from realtime.storage.interface import Feed, Storage
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ SHUTDOWN = "shutdown"
 
 
 class DirectOffer(Protocol):
-    """A stream's way to take an event straight from the reader (:mod:`realtime.fanout.directwrite`).
+    """A stream's way to take an event straight from the reader
+    (:mod:`realtime.fanout.directwrite`).
 
     ``offer_run`` answers the number of events of a run written, 0 (the stream already had
     them) or -1 (refused: queue them).
@@ -135,7 +136,7 @@ class Hub:
 
     def __init__(
         self,
-        broker: Broker,
+        broker: Storage,
         *,
         max_queue: int,
         max_connections: int,
@@ -299,7 +300,7 @@ class Hub:
     # -- the reader ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        reader: FirehoseReader | None = None
+        reader: Feed | None = None
         backoff = 0.05
         while not self._stopping:
             try:
@@ -341,7 +342,7 @@ class Hub:
         if reader is not None:
             reader.close()
 
-    def _take_position(self, reader: FirehoseReader) -> None:
+    def _take_position(self, reader: Feed) -> None:
         """(Re)connect: first start reads from the head; a resume keeps its place if it can."""
         epoch, head = reader.position()
         if self.epoch is None:
@@ -352,13 +353,13 @@ class Hub:
         self.ready = True
         self._positioned.set()
 
-    def _check_epoch(self, reader: FirehoseReader) -> None:
+    def _check_epoch(self, reader: Feed) -> None:
         epoch, head = reader.position()
         if epoch != self.epoch or head < self.position:
             self._resync(f"epoch changed from {self.epoch} to {epoch}")
             self.epoch, self.position = epoch, head
 
-    def _dispatch(self, events: list[Event], reader: FirehoseReader) -> None:
+    def _dispatch(self, events: list[Event], reader: Feed) -> None:
         """Check continuity, then hand this read's events to the subscriptions of their topics."""
         batch: list[Event] = []
         for event in events:
@@ -372,8 +373,6 @@ class Hub:
             self.position = event.seq
             if event.topic in self._by_topic:
                 batch.append(event)
-        if self.epoch is not None:
-            self.broker.high_water.observe(self.epoch, self.position)
         if batch:
             self._deliver(batch)
 

@@ -20,7 +20,7 @@ from gevent import Greenlet
 
 from realtime.core.errors import BrokerError
 from realtime.ops import metrics
-from realtime.storage.broker import Broker
+from realtime.storage.interface import Storage
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ FLUSH_CHUNK = 64
 class Presence:
     """This worker's presence entries and the greenlet that keeps them alive in Redis."""
 
-    def __init__(self, broker: Broker, ttl_s: float) -> None:
+    def __init__(self, broker: Storage, ttl_s: float) -> None:
         self.broker = broker
         self.ttl_s = ttl_s
         self._entries: set[tuple[str, str]] = set()

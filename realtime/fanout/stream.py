@@ -26,7 +26,7 @@ from realtime.core.sse import encode_comment, encode_control, encode_last_id, en
 from realtime.fanout.directwrite import DirectWriter
 from realtime.fanout.hub import OVERFLOW, SHUTDOWN, Hub, Subscription
 from realtime.ops import metrics
-from realtime.storage.broker import Broker, ReplayCheck
+from realtime.storage.interface import ReplayCheck, Storage
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ class StreamPlan:
     expires_at: float | None = None  # the token's exp (unix seconds): the stream ends there
 
 
-
 def preamble(plan: StreamPlan) -> bytes:
     """``retry:``, an opening comment so proxies flush, and where the client stands.
 
@@ -68,16 +67,17 @@ def preamble(plan: StreamPlan) -> bytes:
     elif check.status == "fresh":
         out.append(encode_last_id(head_id))
     elif check.status != "ok":
-        out.append(encode_control("reset", {"reason": check.status, "last_id": head_id}, id=head_id))
+        out.append(
+            encode_control("reset", {"reason": check.status, "last_id": head_id}, id=head_id)
+        )
     return b"".join(out)
-
 
 
 def _frame(event: Event, envelope: bool) -> bytes:
     return event.envelope_frame() if envelope else event.frame()
 
 
-def replay(broker: Broker, plan: StreamPlan) -> Iterator[bytes]:
+def replay(broker: Storage, plan: StreamPlan) -> Iterator[bytes]:
     """The retained events after the client's id up to the head, a chunk at a time."""
     if plan.check.status != "ok" or plan.after >= plan.check.head:
         return
@@ -132,10 +132,10 @@ def _heartbeat_due(wrote_at: float, writer: DirectWriter | None, plan: StreamPla
 def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
     """Queued events as they come, coalesced into one write per wake-up, with heartbeats.
 
-    With a :class:`~realtime.fanout.directwrite.DirectWriter` (``sub.writer``), the reader writes events
-    itself while this greenlet is parked; they share its cursor, so the queue path (taken when
-    the socket is busy or the stream is writing) skips what was already written. A heartbeat is
-    due after ``heartbeat_s`` without a write from either.
+    With a :class:`~realtime.fanout.directwrite.DirectWriter` (``sub.writer``), the reader
+    writes events itself while this greenlet is parked; they share its cursor, so the queue path
+    (taken when the socket is busy or the stream is writing) skips what was already written. A
+    heartbeat is due after ``heartbeat_s`` without a write from either.
     """
     epoch = plan.check.epoch
     deadline, why = _deadline(plan)
@@ -175,7 +175,7 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
             wrote_at = time.monotonic()
 
 
-def event_stream(hub: Hub, broker: Broker, sub: Subscription, plan: StreamPlan) -> Iterator[bytes]:
+def event_stream(hub: Hub, broker: Storage, sub: Subscription, plan: StreamPlan) -> Iterator[bytes]:
     """The whole response body; the subscription is released however the stream ends."""
     try:
         yield preamble(plan)

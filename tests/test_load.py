@@ -57,6 +57,8 @@ import gevent.lock
 import pytest
 from conftest import Gunicorn, make_token
 
+from realtime.core.chunked import ChunkedDecoder
+
 pytestmark = pytest.mark.integration
 
 TOKEN = make_token()
@@ -284,9 +286,7 @@ class LeanStream:
         self.refusal = b""  # the head and first bytes of an answer that is not a stream
         self.ended = False  # the stream is over: last chunk, FIN, RST, or not a 200
         self._head = b""
-        self._raw = bytearray()
-        self._chunk_left = 0  # data bytes left in the current chunk
-        self._crlf_left = 0  # bytes of the CRLF after a chunk's data still to skip
+        self._chunks = ChunkedDecoder()
         self._text = b"\n"  # decoded bytes after the last complete event
         query = "&".join(f"topic={t}" for t in topics)
         lines = [
@@ -328,8 +328,9 @@ class LeanStream:
                 self.refusal = self._head
                 self.ended = True
                 return b""
-        self._raw += data
-        self._text += self._dechunk()
+        self._text += self._chunks.feed(data)
+        if self._chunks.done:
+            self.ended = True
         cut = self._text.rfind(b"\n\n")
         if cut < 0:
             return b""
@@ -342,33 +343,6 @@ class LeanStream:
         while self.status is None and not self.ended:
             blocks.append(self.read(512))
         return b"".join(blocks)
-
-    def _dechunk(self) -> bytes:
-        raw, pos, out = self._raw, 0, []
-        while pos < len(raw):
-            if self._crlf_left:
-                skip = min(self._crlf_left, len(raw) - pos)
-                pos += skip
-                self._crlf_left -= skip
-            elif self._chunk_left:
-                take = min(self._chunk_left, len(raw) - pos)
-                out.append(bytes(raw[pos : pos + take]))
-                pos += take
-                self._chunk_left -= take
-                if not self._chunk_left:
-                    self._crlf_left = 2
-            else:
-                eol = raw.find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                size = int(raw[pos:eol].split(b";")[0], 16)
-                pos = eol + 2
-                if size == 0:
-                    self.ended = True
-                    break
-                self._chunk_left = size
-        del raw[:pos]
-        return b"".join(out)
 
     def close(self) -> None:
         self.sock.close()

@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SOURCES := realtime tests bench app.py gunicorn.conf.py
+# The distribution was called realtime before it became flask-realtime: a .venv made then still
+# holds it, and two distributions must not own one package.
+UNINSTALL_OLD := $(BIN)/pip uninstall -q -y realtime >/dev/null 2>&1 || true
 
 .PHONY: run test lint typecheck unit bench clean
 
@@ -10,14 +13,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
+# The server extra: the base install is only the client and the CLI (README, Installing).
 $(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(UNINSTALL_OLD)
+	$(BIN)/pip install -q -e '.[server]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+	$(UNINSTALL_OLD)
+	$(BIN)/pip install -q -e '.[server,dev]'
 	touch $(VENV)/.run-installed $@
 
+# The repository's gunicorn.conf.py, which re-exports realtime.gunicorn_conf: the file is where
+# a local override goes, and what deploy/, bench/ and the quick-start test run.
 run: $(VENV)/.run-installed
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # What `make bench` installs before it runs: nginx with the Nchan module and wrk from Debian (only
-# when missing), then the bench extras into the virtualenv. Usage: bench/setup.sh .venv/bin
+# when missing), then the server and bench extras into the virtualenv (the suite runs the server
+# itself, and `make bench` needs no `make run` first). Usage: bench/setup.sh .venv/bin
 set -eu
 BIN=${1:-.venv/bin}
 missing=""
@@ -14,4 +15,5 @@ if [ -n "$missing" ]; then
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing
 fi
-"$BIN/pip" install -q -e '.[bench]'
+"$BIN/pip" uninstall -q -y realtime >/dev/null 2>&1 || true  # the distribution's old name
+"$BIN/pip" install -q -e '.[server,bench]'

@@ -2,28 +2,51 @@
 
 ``create_app()`` builds the service; :class:`Realtime` is the extension for an existing app.
 Both are imported lazily, so ``realtime.client`` and the CLI start without loading Flask,
-gevent and redis-py.
+gevent and redis-py, and work in a client-only install (``pip install 'flask-realtime[client]'``)
+that has none of them; there, asking for the server says which extra brings it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from flask import Flask
 
     from realtime.extension import Realtime
 
-__all__ = ["Realtime", "create_app"]
-__version__ = "0.1.0"
+from realtime.core.version import __version__
+
+__all__ = ["Realtime", "__version__", "create_app"]
+
+
+_SERVER_EXTRA = "flask-realtime[server]"
+
+
+def _server_missing(exc: ModuleNotFoundError) -> NoReturn:
+    """Raise ``exc`` again with the sentence a client-only install needs: which extra to install.
+
+    A module of this package that is missing is a broken install, not a missing extra, and is
+    raised unchanged.
+    """
+    if exc.name is None or exc.name.partition(".")[0] == "realtime":
+        raise exc
+    raise ModuleNotFoundError(
+        f"The realtime server needs {exc.name!r}, which is not installed: this looks like a "
+        f"client-only install; install the server extra with pip install '{_SERVER_EXTRA}'.",
+        name=exc.name,
+    ) from exc
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The realtime service as a Flask app; ``config`` overrides the ``REALTIME_*`` environment."""
-    from flask import Flask
+    try:
+        from flask import Flask
 
-    from realtime.extension import Realtime
+        from realtime.extension import Realtime
+    except ModuleNotFoundError as exc:
+        _server_missing(exc)
 
     # The dashboard and realtime.js live with the front door that serves them.
     app = Flask(__name__, static_folder="web/static")
@@ -35,7 +58,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def __getattr__(name: str) -> Any:
     if name == "Realtime":
-        from realtime.extension import Realtime
-
+        try:
+            from realtime.extension import Realtime
+        except ModuleNotFoundError as exc:
+            _server_missing(exc)
         return Realtime
     raise AttributeError(f"module 'realtime' has no attribute {name!r}")

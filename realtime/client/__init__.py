@@ -44,11 +44,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-from realtime import __version__
 from realtime.core.chunked import ChunkedDecoder, ProtocolError
 from realtime.core.errors import RealtimeError
 from realtime.core.sse import EventStreamParser, MessageEvent
 from realtime.core.topics import RESERVED_TYPES
+from realtime.core.version import __version__
 
 __all__ = [
     "DEFAULT_URL",

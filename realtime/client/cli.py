@@ -37,6 +37,7 @@ from realtime.client import publish as publish_event
 from realtime.core.auth import mint_token, parse_duration
 from realtime.core.config import load_settings
 from realtime.core.errors import ConfigError
+from realtime.core.version import __version__
 from realtime.ops.devsecret import dev_secret_path
 
 
@@ -67,7 +68,7 @@ F = TypeVar("F", bound=Callable[..., Any])
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=EXIT_CODES_HELP,
 )
-@click.version_option(package_name="realtime")
+@click.version_option(__version__, package_name="flask-realtime")
 def main() -> None:
     """realtime: SSE-first notifications for Flask."""
 

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json``. Pure data.
 
 It describes the API as the front doors of :mod:`realtime.web` implement it, and
-``tests/test_openapi.py`` holds it to that: the document is valid OpenAPI 3.1, every route of the
+``tests/web/test_openapi.py`` holds it to that: the document is valid OpenAPI 3.1, every route of the
 Flask URL map is in it and nothing else, and generated requests thrown at the server get only
 the statuses, headers, error codes and bodies documented here. The grammars come from
 :mod:`realtime.core.topics` and the error codes from the core's registry
@@ -30,9 +30,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from realtime import __version__
 from realtime.core.errors import HTTP_ERRORS, RETRY_AFTER_STATUSES
 from realtime.core.topics import RESERVED_TYPES, TOPIC_RE, TYPE_RE
+from realtime.core.version import __version__
 
 __all__ = ["ERRORS", "RETRY_AFTER_STATUSES", "document"]
 

@@ -14,7 +14,7 @@ import gevent
 import pytest
 from conftest import Gunicorn, make_token
 from sse_client import SocketStream
-from test_ws import Client
+from ws_client import Client
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import gevent
 import pytest
 from conftest import Gunicorn, make_token
 from sse_client import InProcessStream
-from test_ws import Client, handshake_status
+from ws_client import Client, handshake_status
 
 from realtime.web.state import state
 

@@ -284,7 +284,7 @@ def test_a_websocket_works_through_nginx(two_instances: Any, nginx_factory: Any)
     a, b = two_instances()
     nginx = nginx_factory((a.port, b.port))
     ws = simple_websocket.Client.connect(f"ws://127.0.0.1:{nginx.port}/ws?access_token={TOKEN}")
-    ws._handle_events()  # frames that came with the 101 response (see tests/test_ws.py)
+    ws._handle_events()  # frames that came with the 101 response (see tests/web/test_ws.py)
     try:
 
         def recv() -> dict[str, Any]:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import chromium_page
 from conftest import ROOT, Gunicorn, make_token
 from prometheus_client.parser import text_string_to_metric_families
-from test_browser import chromium_page
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -31,7 +31,7 @@ import simple_websocket
 from conftest import Gunicorn, make_token
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_ws import Client
+from ws_client import Client
 
 from realtime.core.errors import ClientError
 from realtime.core.events import Event
@@ -39,8 +39,8 @@ from realtime.core.messages import (
     CLIENT_TYPES,
     MAX_LAST_ID_LENGTH,
     MAX_REQ_LENGTH,
-    MessageError,
     Message,
+    MessageError,
     error_frame,
     parse_message,
 )

@@ -1,7 +1,7 @@
 """Tests for :mod:`realtime.web.slowrequest`: a request body has one deadline, however it trickles.
 
 The end-to-end proof (real gunicorn, real sockets trickling a byte a second, 408 and the
-connection closed) is ``tests/test_full_worker.py``; these pin the mechanism and the view's
+connection closed) is ``tests/system/test_full_worker.py``; these pin the mechanism and the view's
 answer with an input stream that is slow by construction.
 """
 

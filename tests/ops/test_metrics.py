@@ -12,9 +12,9 @@ from typing import Any
 import gevent
 import pytest
 from conftest import Gunicorn, make_token
+from procfs import established_per_worker
 from sse_client import SocketStream
-from test_e2e_gunicorn import established_per_worker
-from test_ws import Client
+from ws_client import Client
 
 TOKEN = make_token()
 

@@ -27,7 +27,7 @@ import pytest
 from conftest import ROOT, Gunicorn, gunicorn_env, make_token
 from raw_http import Answer, request
 from sse_client import SocketStream
-from test_ws import Client
+from ws_client import Client
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import Request
 

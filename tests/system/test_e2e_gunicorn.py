@@ -8,18 +8,17 @@ bounded memory and a lossless resume. Counts and times are bounded; everything t
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 import gevent
 import pytest
 import redis
 from conftest import Gunicorn, make_token
+from procfs import established_per_worker
 from sse_client import SocketStream
 
 pytestmark = pytest.mark.integration
@@ -43,31 +42,6 @@ def post_json(url: str, body: dict[str, Any]) -> Any:
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
-
-
-def established_per_worker(worker_pids: list[int], port: int) -> dict[int, int]:
-    """How many established connections on ``port`` each worker holds, read from /proc."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as lines:
-            for line in list(lines)[1:]:
-                fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
-                    inodes.add(fields[9])
-    counts: dict[int, int] = {}
-    for pid in worker_pids:
-        fd_dir = Path(f"/proc/{pid}/fd")
-        held = 0
-        for fd in fd_dir.iterdir():
-            try:
-                target = os.readlink(fd)
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                held += 1
-        counts[pid] = held
-    return counts
 
 
 def rss_kib(pid: int) -> int:

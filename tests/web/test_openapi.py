@@ -122,7 +122,7 @@ def test_document_lists_exactly_the_routes_of_the_url_map(app: Any) -> None:
 
 
 def test_the_catalogue_holds_one_response_per_status_with_every_code_of_it() -> None:
-    # The codes themselves are the core's registry (tests/test_errors.py holds the README to it).
+    # The codes themselves are the core's registry (tests/core/test_errors.py holds the README to it).
     catalogue = DOC["components"]["responses"].values()
     assert sorted(tuple(error_codes_of(r)) for r in catalogue) == sorted(ERRORS.values())
 

@@ -1,5 +1,5 @@
 """Tests for :mod:`realtime.core.access`: which browser pages may act with a user's credentials, who
-may see presence, and the metrics token. Pure tables; ``tests/test_security.py`` proves each
+may see presence, and the metrics token. Pure tables; ``tests/system/test_security.py`` proves each
 against real gunicorn."""
 
 from __future__ import annotations

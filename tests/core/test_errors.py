@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from realtime import __version__
 from realtime.core import errors
 from realtime.core.errors import ERROR_STATUS, HTTP_ERRORS, RETRYABLE, WEBSOCKET_ERRORS
 from realtime.web.openapi import ERRORS
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "realtime"
 REALTIME_JS = (PACKAGE / "web" / "static" / "realtime.js").read_text()
 

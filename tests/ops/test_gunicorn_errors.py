@@ -1,5 +1,5 @@
 """Tests for :mod:`realtime.ops.gunicorn_errors`: gunicorn's refusals as JSON (the end-to-end proof,
-against real gunicorn, is ``tests/test_security.py``'s finding 10)."""
+against real gunicorn, is ``tests/system/test_security.py``'s finding 10)."""
 
 from __future__ import annotations
 

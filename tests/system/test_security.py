@@ -3,7 +3,7 @@
 One 2-worker gunicorn (the probe's shape) with the shipped ``gunicorn.conf.py`` serves every test
 here; a test that needs other settings starts its own. Each test is named for what it pins, and
 each failed before its fix: the finding's number is in its docstring. The dashboard's security
-headers (finding 8) are proven in a browser in ``tests/test_dashboard.py``.
+headers (finding 8) are proven in a browser in ``tests/web/test_dashboard.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import redis
 from conftest import SECRET, Gunicorn, gunicorn_env, make_token, spawn_gunicorn
 from raw_http import Answer, exchange, request
 from sse_client import SocketStream
-from test_ws import Client
+from ws_client import Client
 
 from realtime.core.auth import MAX_TOKEN_LENGTH
 from realtime.storage.redis_server import RedisServer, free_port
@@ -393,7 +393,7 @@ def test_11_a_quiet_topic_leaves_redis_by_itself_and_new_topics_are_bounded(
 ) -> None:
     """Finding 11: a quiet topic's stream outlived the TTL until touched again, and a
     publisher with ``*`` could create topic keys without bound. (The memory of 100,000 one-off
-    topics before and after the TTL is in ``tests/test_retention.py``.)"""
+    topics before and after the TTL is in ``tests/storage/test_retention.py``.)"""
     server: Gunicorn = gunicorn_factory(
         redis_url,
         workers=1,

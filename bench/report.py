@@ -416,7 +416,7 @@ pinned to CPU 0; `redis-server` and the publisher pinned to CPU 1. Sockets are l
 purpose, to isolate the hub and framing from the kernel; the suite above measures the whole path.
 Without sockets no stream has a direct writer, so this is the *queue path*: the one a stream
 takes when it is busy, behind, or not served by gunicorn. Under gunicorn the reader writes to a
-waiting stream's socket itself (`realtime/directwrite.py`), which the suite measures.
+waiting stream's socket itself (`realtime/fanout/directwrite.py`), which the suite measures.
 
 - **burst**: {burst["events"]:,} events published back to back to {burst["subscribers"]:,}
   subscribers of one topic. Bursts coalesce: a woken consumer writes everything queued in one chunk.
@@ -502,7 +502,7 @@ def hot_path_section() -> str:
     latest figures."""
     return """## The hot path: what was done, and what is left (measured 2026-11-22)
 
-- **The reader writes to waiting sockets itself** (`realtime/directwrite.py`). A broadcast used
+- **The reader writes to waiting sockets itself** (`realtime/fanout/directwrite.py`). A broadcast used
   to wake one greenlet per subscriber per event (set, switch, resume the generator, let gunicorn
   frame and send): 45-50 µs of worker CPU per delivery. When a stream's greenlet is parked with
   nothing queued, the reader now sends the event's bytes, encoded and chunk-framed once per
@@ -511,7 +511,7 @@ def hot_path_section() -> str:
   this machine, Nchan's whole delivery 10 µs). Busy or slow streams keep the bounded queue.
 - **A topic's events of one firehose read go out as one write per stream**, so a saturated
   worker catches up instead of falling further behind.
-- **Full GC passes no longer scan every open stream** (`realtime/gcpolicy.py`, `gc.freeze`):
+- **Full GC passes no longer scan every open stream** (`realtime/ops/gcpolicy.py`, `gc.freeze`):
   with 2,000 streams a pass paused the worker 160-190 ms every few seconds under steady
   publishing (unicast p99 24 ms, max 242 ms); now about 1.5 ms. Survivors are frozen every
   second: at every 10 s, streams opened just before a burst were still scanned (p99 8 ms).

@@ -4,9 +4,11 @@ Split the way sse-starlette splits it: :func:`preamble`, :func:`replay`, :func:`
 generators of bytes, joined by :func:`event_stream`. Nothing here reads Flask globals: the view
 resolves the request into a :class:`StreamPlan` first (Flask's ``stream_with_context`` warning).
 
-The seam: the view subscribes to the hub *before* the broker's replay check reads the head, so an
-event is either at or below the head (replayed from Redis) or above it (queued live); live events
-at or below the last id sent are skipped. No gap, no duplicate (DESIGN.md, guarantee 2).
+The seam: :func:`open_stream` subscribes to the hub *before* the broker's replay check reads the
+head, so an event is either at or below the head (replayed from Redis) or above it (queued
+live); live events at or below the last id sent are skipped. No gap, no duplicate (DESIGN.md,
+guarantee 2). Everything a stream takes (its subscription, its direct writer, its slow-client
+cut) is given back in one place, the stream's ``release``, however and wherever it ends.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import gevent
 
+from realtime.core.config import Settings
 from realtime.core.errors import BrokerError, HistoryLost
 from realtime.core.events import READY_EVENT, Event
 from realtime.core.ids import format_id
 from realtime.core.sse import encode_comment, encode_control, encode_last_id, encode_retry
 from realtime.fanout.directwrite import DirectWriter
 from realtime.fanout.hub import OVERFLOW, SHUTDOWN, Hub, Subscription
+from realtime.fanout.slowclient import cut_on_overflow, server_socket
 from realtime.ops import metrics
 from realtime.storage.interface import ReplayCheck, Storage
 
@@ -175,8 +180,61 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
             wrote_at = time.monotonic()
 
 
-def event_stream(hub: Hub, broker: Storage, sub: Subscription, plan: StreamPlan) -> Iterator[bytes]:
-    """The whole response body; the subscription is released however the stream ends."""
+def open_stream(
+    hub: Hub,
+    broker: Storage,
+    settings: Settings,
+    topics: tuple[str, ...],
+    last_id: str | None,
+    *,
+    envelope: bool,
+    expires_at: float | None,
+    who: str | None,
+    address: str,
+    environ: dict[str, Any],
+) -> StreamBody:
+    """One client's stream on ``topics``, from ``last_id``: the WSGI body to answer with.
+
+    Subscribes first (the seam), then asks the storage where the client stands; under gunicorn
+    the reader may write live events straight to this request's socket while the stream waits
+    (:mod:`realtime.fanout.directwrite`), and a client that stops reading is cut
+    (:mod:`realtime.fanout.slowclient`). Refusals (limits, Redis down) raise before anything
+    is held.
+    """
+    sub = hub.subscribe(topics, who=who, address=address)
+    try:
+        check, after = broker.check_last_id(topics, last_id)
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
+    if check.status not in ("ok", "fresh"):
+        metrics.RESETS.labels(check.status).inc()
+    plan = StreamPlan(
+        topics=topics,
+        check=check,
+        after=after,
+        retry_ms=settings.retry_ms,
+        heartbeat_s=settings.heartbeat_s,
+        max_age_s=settings.max_connection_age_s,
+        envelope=envelope,
+        expires_at=expires_at,
+    )
+    disarm = cut_on_overflow(sub, server_socket(environ), settings.overflow_grace_s)
+    sub.writer = DirectWriter.for_environ(environ, envelope=envelope, wake=sub.wakeup.set)
+
+    def release() -> None:  # idempotent: the body's end and the server's close both call it
+        if sub.writer is not None:
+            sub.writer.close()
+        hub.unsubscribe(sub)
+        disarm()
+
+    return StreamBody(event_stream(broker, sub, plan, release), release)
+
+
+def event_stream(
+    broker: Storage, sub: Subscription, plan: StreamPlan, release: Callable[[], None]
+) -> Iterator[bytes]:
+    """The whole response body; ``release`` runs however the stream ends."""
     try:
         yield preamble(plan)
         yield from replay(broker, plan)
@@ -190,9 +248,7 @@ def event_stream(hub: Hub, broker: Storage, sub: Subscription, plan: StreamPlan)
         log.warning("Redis failed during a stream (%s); closing so the client resumes", exc)
         yield encode_retry(random.randint(500, 2000))
     finally:
-        if sub.writer is not None:
-            sub.writer.close()
-        hub.unsubscribe(sub)
+        release()
 
 
 class StreamBody:

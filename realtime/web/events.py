@@ -1,8 +1,8 @@
 """``GET /events``: the SSE front door, a browser ``EventSource``'s stream.
 
-The view resolves the request (topics, grant, last id) into a :class:`StreamPlan`, registers
-the subscription with the hub *before* the replay check (the seam argument of DESIGN.md) and
-hands the rest to :func:`realtime.fanout.stream.event_stream`.
+The view resolves the request (topics, grant, last id) and hands them to
+:func:`realtime.fanout.stream.open_stream`, which holds the seam argument of DESIGN.md and
+gives back everything the stream took when it ends.
 """
 
 from __future__ import annotations
@@ -16,10 +16,7 @@ from realtime.core.access import authorize_subscribe
 from realtime.core.errors import BadRequest
 from realtime.core.sse import encode_control, encode_retry
 from realtime.core.topics import check_topic_count, distinct, validate_topic
-from realtime.fanout.directwrite import DirectWriter
-from realtime.fanout.slowclient import cut_on_overflow, server_socket
-from realtime.fanout.stream import StreamBody, StreamPlan, event_stream
-from realtime.ops import metrics
+from realtime.fanout.stream import StreamBody, open_stream
 from realtime.web.blueprint import blueprint
 from realtime.web.request import client_address, request_grant, rt
 
@@ -92,34 +89,17 @@ def events() -> Response:
     # ?envelope=1: each event's data is a JSON object carrying its topic, type and id too.
     envelope = request.args.get("envelope", "") in ("1", "true", "json")
 
-    sub = state.hub.subscribe(
-        topics, who=grant.subject if grant is not None else None, address=client_address()
+    return sse_response(
+        open_stream(
+            state.hub,
+            state.broker,
+            state.settings,
+            topics,
+            last_id,
+            envelope=envelope,
+            expires_at=grant.expires_at if grant is not None else None,
+            who=grant.subject if grant is not None else None,
+            address=client_address(),
+            environ=request.environ,
+        )
     )
-    try:
-        check, after = state.broker.check_last_id(topics, last_id)
-    except BaseException:
-        state.hub.unsubscribe(sub)
-        raise
-    if check.status not in ("ok", "fresh"):
-        metrics.RESETS.labels(check.status).inc()
-    settings = state.settings
-    plan = StreamPlan(
-        topics=topics,
-        check=check,
-        after=after,
-        retry_ms=settings.retry_ms,
-        heartbeat_s=settings.heartbeat_s,
-        max_age_s=settings.max_connection_age_s,
-        envelope=envelope,
-        expires_at=grant.expires_at if grant is not None else None,
-    )
-    disarm = cut_on_overflow(sub, server_socket(request.environ), settings.overflow_grace_s)
-    # Under gunicorn the reader writes live events straight to this stream's socket while the
-    # stream waits (one send per delivery instead of a greenlet wake-up); elsewhere: the queue.
-    sub.writer = DirectWriter.for_environ(request.environ, envelope=envelope, wake=sub.wakeup.set)
-
-    def release() -> None:
-        state.hub.unsubscribe(sub)
-        disarm()
-
-    return sse_response(StreamBody(event_stream(state.hub, state.broker, sub, plan), release))

@@ -34,7 +34,7 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check $(SOURCES)
 
 typecheck: $(VENV)/.dev-installed
-	$(BIN)/mypy --strict realtime
+	$(BIN)/mypy --strict $(SOURCES)
 
 unit: $(VENV)/.dev-installed
 	$(BIN)/pytest

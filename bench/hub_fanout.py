@@ -60,7 +60,7 @@ for n in range(count):
 
 def run_scenario(
     url: str, hub: Hub, subscribers: int, events: int, rate: float, payload: int
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     plan = StreamPlan(
         ("bench",), ReplayCheck("fresh", hub.epoch or "", hub.position), 0, 3000, 3600.0, 0, False
     )

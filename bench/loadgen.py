@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
 import os
 import resource
@@ -323,10 +325,8 @@ class Sub:
         sock, self.sock = self.sock, None
         self.open = False
         if sock is not None:
-            try:
+            with contextlib.suppress(ValueError, RuntimeError):
                 asyncio.get_running_loop().remove_reader(sock.fileno())
-            except (ValueError, RuntimeError):
-                pass
             sock.close()
 
     def _gone(self, why: str) -> None:
@@ -487,7 +487,7 @@ class Publisher:
 
 
 class Conn:
-    __slots__ = ("reader", "writer", "used")
+    __slots__ = ("reader", "used", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -549,7 +549,7 @@ class Loadgen:
             self.stray += 1
 
     def resources(self) -> dict[str, Any]:
-        own = proc_sample(self.pids)
+        own: dict[str, Any] = proc_sample(self.pids)
         if self.aux_pids:
             own["aux"] = proc_sample(self.aux_pids)
         return own
@@ -675,7 +675,9 @@ class Loadgen:
         for _ in range(events):
             seq = self.seq
             self.seq += 1
-            await self.publisher.request(lambda s=seq: self.target.publish(topic, payload(s, 0)))
+            await self.publisher.request(
+                functools.partial(self.target.publish, topic, payload(seq, 0))
+            )
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
 
@@ -701,7 +703,7 @@ async def broadcast(gen: Loadgen, args: argparse.Namespace) -> dict[str, Any]:
     """One topic; subscribers added step by step (RSS at each), events paced at each step."""
     topic = "bench"
     baseline = gen.resources()
-    steps = []
+    steps: list[dict[str, Any]] = []
     for n, events, rate in parse_steps(args.steps):
         connect = await gen.connect(n, lambda i: topic)
         await asyncio.sleep(args.settle)

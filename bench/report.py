@@ -502,13 +502,13 @@ def hot_path_section() -> str:
     latest figures."""
     return """## The hot path: what was done, and what is left (measured 2026-11-22)
 
-- **The reader writes to waiting sockets itself** (`realtime/fanout/directwrite.py`). A broadcast used
-  to wake one greenlet per subscriber per event (set, switch, resume the generator, let gunicorn
-  frame and send): 45-50 µs of worker CPU per delivery. When a stream's greenlet is parked with
-  nothing queued, the reader now sends the event's bytes, encoded and chunk-framed once per
-  worker, with one non-blocking `send`: 12-15 µs per delivery, of which the `send` is most (85 %
-  of the worker's samples at 10,000 subscribers; a loopback TCP `send` alone costs 8-12 µs on
-  this machine, Nchan's whole delivery 10 µs). Busy or slow streams keep the bounded queue.
+- **The reader writes to waiting sockets itself** (`realtime/fanout/directwrite.py`). A broadcast
+  used to wake one greenlet per subscriber per event (set, switch, resume the generator, let
+  gunicorn frame and send): 45-50 µs of worker CPU per delivery. When a stream's greenlet is parked
+  with nothing queued, the reader now sends the event's bytes, encoded and chunk-framed once per
+  worker, with one non-blocking `send`: 12-15 µs per delivery, of which the `send` is most (85 % of
+  the worker's samples at 10,000 subscribers; a loopback TCP `send` alone costs 8-12 µs on this
+  machine, Nchan's whole delivery 10 µs). Busy or slow streams keep the bounded queue.
 - **A topic's events of one firehose read go out as one write per stream**, so a saturated
   worker catches up instead of falling further behind.
 - **Full GC passes no longer scan every open stream** (`realtime/ops/gcpolicy.py`, `gc.freeze`):

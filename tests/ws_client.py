@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -36,7 +37,7 @@ class Client:
         self, kind: str, timeout: float = 10.0
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The next frame of ``kind`` and the frames received before it."""
-        before = []
+        before: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while True:
             frame = self.recv(max(0.01, deadline - time.monotonic()))
@@ -45,7 +46,7 @@ class Client:
             before.append(frame)
 
     def events(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        got = []
+        got: list[dict[str, Any]] = []
         deadline = time.monotonic() + timeout
         while len(got) < count:
             frame = self.recv(max(0.01, deadline - time.monotonic()))
@@ -63,10 +64,8 @@ class Client:
         raise AssertionError("the server did not close the socket")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(simple_websocket.ConnectionClosed):
             self.ws.close()
-        except simple_websocket.ConnectionClosed:
-            pass
 
 
 def handshake_status(port: int, path: str, headers: list[tuple[str, str]]) -> tuple[int, bytes]:
@@ -74,7 +73,8 @@ def handshake_status(port: int, path: str, headers: list[tuple[str, str]]) -> tu
     its socket when the upgrade is refused)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         ws = WSConnection(ConnectionType.CLIENT)
-        sock.sendall(ws.send(Request(host=f"127.0.0.1:{port}", target=path, extra_headers=headers)))
+        extra = [(name.encode(), value.encode()) for name, value in headers]
+        sock.sendall(ws.send(Request(host=f"127.0.0.1:{port}", target=path, extra_headers=extra)))
         reply = b""
         while b"\r\n\r\n" not in reply:
             reply += sock.recv(4096)

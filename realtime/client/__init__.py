@@ -690,8 +690,7 @@ class _EventStream:
                 return
             received = self._recv(stop)
             if not received:  # None: stopped; b"": the server closed the connection
-                if decoder is not None or left is not None:
-                    if received is not None:
-                        raise ProtocolError("The connection closed in the middle of the body.")
+                if (decoder is not None or left is not None) and received is not None:
+                    raise ProtocolError("The connection closed in the middle of the body.")
                 return
             data = received

@@ -20,8 +20,8 @@ from realtime.core.auth import FROM_COOKIE, FROM_QUERY, Grant
 from realtime.core.errors import AuthError, Forbidden, RateLimited, TooManyRequests
 from realtime.core.topics import PatternSet
 
-TOKEN_COOKIE = "realtime_token"
-TOKEN_QUERY = "access_token"
+TOKEN_COOKIE = "realtime_token"  # noqa: S105 - the cookie's name, not a secret
+TOKEN_QUERY = "access_token"  # noqa: S105 - the query parameter's name, not a secret
 
 
 def authorize_subscribe(topics: Iterable[str], grant: Grant | None, public: PatternSet) -> None:

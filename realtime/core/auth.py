@@ -29,6 +29,7 @@ Intentional choices, so nobody "fixes" them:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
@@ -299,10 +300,9 @@ class TokenVerifier:
         known = self._verified.get(token)
         if known is not None:
             self._check_times(known.expires_at, known.not_before, current)
-            try:
+            # Evicted meanwhile by another thread (KeyError): still verified, just older.
+            with contextlib.suppress(KeyError):
                 self._verified.move_to_end(token)
-            except KeyError:  # evicted meanwhile by another thread: still verified, just older
-                pass
             return known.grant
         verified = self._verify_signed(token, current)
         if self._cache_size:

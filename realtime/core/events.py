@@ -25,16 +25,16 @@ class Event:
     """One published event; ``seq`` orders it, ``id`` names it on the wire."""
 
     __slots__ = (
+        "_chunks",
+        "_envelope",
+        "_frame",
+        "_ws",
+        "data",
         "epoch",
+        "published_ms",
         "seq",
         "topic",
         "type",
-        "data",
-        "published_ms",
-        "_frame",
-        "_envelope",
-        "_ws",
-        "_chunks",
     )
 
     def __init__(
@@ -122,7 +122,7 @@ class EventRun:
     lets a saturated worker catch up. The joined bytes are built once per worker and shared.
     """
 
-    __slots__ = ("events", "first_seq", "last_seq", "_wire")
+    __slots__ = ("_wire", "events", "first_seq", "last_seq")
 
     def __init__(self, events: list[Event]) -> None:
         self.events = events

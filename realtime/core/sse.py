@@ -44,6 +44,7 @@ Intentional behaviours (do not "fix" them):
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -251,10 +252,9 @@ class EventStreamParser:
                 self._id_buffer = value
         elif name == "retry":
             if value.isascii() and value.isdigit():
-                try:
+                # ValueError: longer than sys.get_int_max_str_digits(); the field is ignored.
+                with contextlib.suppress(ValueError):
                     self.retry_ms = int(value)
-                except ValueError:  # longer than sys.get_int_max_str_digits()
-                    pass
         else:
             self._fields[name] = value
 

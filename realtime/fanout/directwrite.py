@@ -80,16 +80,16 @@ class DirectWriter:
     """
 
     __slots__ = (
-        "_response",
-        "_send",
         "_chunked",
         "_envelope",
+        "_response",
+        "_send",
         "_wake",
+        "broken",
         "last_seq",
         "last_write",
-        "pending",
         "parked",
-        "broken",
+        "pending",
     )
 
     def __init__(self, response: Any, *, envelope: bool, wake: Callable[[], None]) -> None:

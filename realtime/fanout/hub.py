@@ -61,16 +61,16 @@ class Subscription:
     """
 
     __slots__ = (
-        "topics",
-        "max_queue",
-        "queue",
-        "wakeup",
-        "closed_reason",
-        "on_close",
-        "connection_id",
-        "who",
-        "transport",
         "address",
+        "closed_reason",
+        "connection_id",
+        "max_queue",
+        "on_close",
+        "queue",
+        "topics",
+        "transport",
+        "wakeup",
+        "who",
         "writer",
     )
 
@@ -328,7 +328,7 @@ class Hub:
                 metrics.REDIS_ERRORS.labels("reader").inc()
                 self.ready = False
                 log.warning("event reader lost Redis (%s); retrying in %.2f s", exc, backoff)
-                gevent.sleep(backoff * (0.5 + random.random()))
+                gevent.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter, not a secret
                 backoff = min(backoff * 2, 5.0)
             except gevent.GreenletExit:
                 break

@@ -16,6 +16,7 @@ fill. Bytes already in flight are not limited, so a fast client far away keeps i
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -39,17 +40,16 @@ def bound_unsent(sock: socket.socket | None, limit: int = UNSENT_LIMIT_BYTES) ->
     option = getattr(socket, "TCP_NOTSENT_LOWAT", None)  # absent on some platforms: no bound
     if sock is None or option is None:
         return
-    try:
+    # OSError: not TCP (a Unix socket behind a proxy): that kernel buffer is fixed anyway.
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.IPPROTO_TCP, option, limit)
-    except OSError:
-        pass  # not TCP (a Unix socket behind a proxy): that kernel buffer is fixed anyway
 
 
 class OverflowCut:
     """What :func:`cut_on_overflow` arms: one small object per stream (not three closures; a
     worker holds thousands of idle streams)."""
 
-    __slots__ = ("_sub", "_sock", "_grace_s", "_timer")
+    __slots__ = ("_grace_s", "_sock", "_sub", "_timer")
 
     def __init__(self, sub: Subscription, sock: socket.socket | None, grace_s: float) -> None:
         self._sub = sub
@@ -64,10 +64,8 @@ class OverflowCut:
     def _cut(self) -> None:
         if self._sock is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def disarm(self) -> None:
         self._sub.on_close = None

@@ -104,7 +104,7 @@ def replay(broker: Storage, plan: StreamPlan) -> Iterator[bytes]:
 
 
 def _closing_frame(reason: str, plan: StreamPlan, last_id: str) -> bytes:
-    jitter_ms = random.randint(250, 1500)
+    jitter_ms = random.randint(250, 1500)  # noqa: S311 - jitter, not a secret
     if reason == OVERFLOW:
         return encode_control("overflow", {"reason": "slow_consumer", "last_id": last_id})
     if reason == SHUTDOWN:
@@ -243,10 +243,10 @@ def event_stream(
     except HistoryLost as exc:
         # History vanished mid-replay: end the stream; the reconnect gets an exact `reset`.
         log.info("replay interrupted (%s); closing so the client resumes", exc.reason)
-        yield encode_retry(random.randint(100, 500))
+        yield encode_retry(random.randint(100, 500))  # noqa: S311 - jitter, not a secret
     except BrokerError as exc:
         log.warning("Redis failed during a stream (%s); closing so the client resumes", exc)
-        yield encode_retry(random.randint(500, 2000))
+        yield encode_retry(random.randint(500, 2000))  # noqa: S311 - jitter, not a secret
     finally:
         release()
 

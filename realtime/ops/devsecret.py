@@ -8,6 +8,7 @@ worker, and ``realtime token`` run later from a shell, agree on it. The file app
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -29,10 +30,8 @@ def load_or_create_dev_secret(data_dir: str) -> str:
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(secrets.token_urlsafe(32) + "\n")
-        try:
+        with contextlib.suppress(FileExistsError):  # another worker won the race: use its secret
             os.link(tmp, path)
-        except FileExistsError:
-            pass  # another worker won the race; use its secret
     finally:
         os.unlink(tmp)
     return path.read_text(encoding="ascii").strip()

@@ -116,7 +116,8 @@ class ScriptBatcher:
     ) -> None:
         self._pool = pool
         self._script = script
-        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        # The name EVALSHA calls the script by: Redis's choice of hash, not a security measure.
+        self._sha = hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
         self._wait_timeout = wait_timeout
         self._lock = threading.Lock()
         self._queue: list[_ScriptCall] = []

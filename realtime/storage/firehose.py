@@ -14,6 +14,7 @@ subscribers), or publishing.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis
@@ -101,7 +102,5 @@ class FirehoseReader:
         return events
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(RedisError):
             self._redis.close()
-        except RedisError:
-            pass

@@ -86,7 +86,8 @@ class RedisServer:
     def _address(self) -> str | tuple[str, int]:
         if self.unix_socket is not None:
             return str(self.unix_socket)
-        assert self.port is not None  # set in start()
+        if self.port is None:
+            raise RuntimeError("The Redis server has no port yet: start() picks one.")
         return ("127.0.0.1", self.port)
 
     def start(self, timeout: float = 10.0) -> RedisServer:

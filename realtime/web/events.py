@@ -71,7 +71,7 @@ def draining_stream() -> Response:
     """What a stopping worker answers on ``/events``: 200, a short random ``retry:`` and
     ``event: shutdown``. A 503 would be final for a browser's ``EventSource``, which never
     retries after an HTTP error; this way it reconnects, on a new connection, elsewhere."""
-    body = encode_retry(random.randint(250, 1500)) + encode_control(
+    body = encode_retry(random.randint(250, 1500)) + encode_control(  # noqa: S311 - jitter
         "shutdown", {"reason": "draining"}
     )
     return sse_response(body)

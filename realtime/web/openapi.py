@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json``. Pure data.
 
 It describes the API as the front doors of :mod:`realtime.web` implement it, and
-``tests/web/test_openapi.py`` holds it to that: the document is valid OpenAPI 3.1, every route of the
-Flask URL map is in it and nothing else, and generated requests thrown at the server get only
+``tests/web/test_openapi.py`` holds it to that: the document is valid OpenAPI 3.1, every route of
+the Flask URL map is in it and nothing else, and generated requests thrown at the server get only
 the statuses, headers, error codes and bodies documented here. The grammars come from
 :mod:`realtime.core.topics` and the error codes from the core's registry
 (:data:`realtime.core.errors.HTTP_ERRORS`), so neither can drift alone.

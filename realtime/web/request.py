@@ -68,9 +68,12 @@ def request_body(limit: int, *, keep: bool) -> bytes:
     word, so a chunked body that fills it is looked past: one more byte means it was over.
     """
     data = request.get_data(cache=keep, parse_form_data=False)
-    if request.content_length is None and len(data) >= limit:
-        if request.environ["wsgi.input"].read(1):
-            raise body_too_large()
+    if (
+        request.content_length is None
+        and len(data) >= limit
+        and request.environ["wsgi.input"].read(1)
+    ):
+        raise body_too_large()
     return data
 
 

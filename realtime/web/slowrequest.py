@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any, Protocol
 
 import gevent
 
@@ -36,6 +36,16 @@ from realtime.core.errors import RequestTimeout
 from realtime.fanout.directwrite import SERVER_RESPONSE_KEY
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+
+class InputStream(Protocol):
+    """What PEP 3333 promises of ``wsgi.input`` (a server's own object, not a file)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+    def readline(self, size: int = ..., /) -> bytes: ...
+
+    def readlines(self, hint: int = ..., /) -> list[bytes]: ...
 
 
 class DeadlineInput:
@@ -46,9 +56,9 @@ class DeadlineInput:
     own: a timeout of the caller's passing through is not mistaken for it.
     """
 
-    __slots__ = ("_input", "_deadline", "_timeout_s")
+    __slots__ = ("_deadline", "_input", "_timeout_s")
 
-    def __init__(self, stream: IO[bytes], timeout_s: float) -> None:
+    def __init__(self, stream: InputStream, timeout_s: float) -> None:
         self._input = stream
         self._timeout_s = timeout_s
         self._deadline = time.monotonic() + timeout_s

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import socket
 import time
@@ -265,10 +266,8 @@ class WebSocketSession:
         """Send a close frame, then wait (briefly) for the peer's reply before the server drops
         the TCP connection: closing with the reply unread makes the kernel send a reset, which
         can destroy our last frames in the client's buffer before it reads them."""
-        try:
+        with contextlib.suppress(ConnectionClosed, OSError):
             self.ws.close(reason=code, message=reason[:120])
-        except (ConnectionClosed, OSError):
-            pass
         thread = getattr(self.ws, "thread", None)
         if thread is not None and thread is not gevent.getcurrent():
             thread.join(timeout=CLOSE_WAIT_S)
@@ -280,6 +279,12 @@ class WebSocketSession:
         self.outbox.append((kind, value))
         if self.sub is not None:
             self.sub.wakeup.set()
+
+    def _subscription(self) -> Subscription:
+        """The hub subscription, which :meth:`run` makes before it reads or sends a request."""
+        if self.sub is None:
+            raise RuntimeError("The WebSocket session has no subscription: run() makes it first.")
+        return self.sub
 
     def _reply_error(self, err: ClientError, req: Req) -> None:
         self._queue("frame", error_frame(err, req))
@@ -352,8 +357,7 @@ class WebSocketSession:
             elif message.type == "subscribe":
                 self._subscribe(message)
             elif message.type == "unsubscribe":
-                assert self.sub is not None
-                self.rt.hub.remove_topics(self.sub, message.topics)
+                self.rt.hub.remove_topics(self._subscription(), message.topics)
                 self._queue("unsubscribe", (message.topics, req))
             elif message.type == "publish":
                 self._publish(message)
@@ -386,8 +390,7 @@ class WebSocketSession:
         self._queue("frame", encode("ack", req=message.req, sub=self.grant.subject))
 
     def _subscribe(self, message: Message) -> None:
-        sub = self.sub
-        assert sub is not None
+        sub = self._subscription()
         topics = [t for t in message.topics if t not in sub.topics]
         check_topic_count(len(sub.topics) + len(topics), self.settings.max_topics)
         authorize_subscribe(topics, self.grant, self.settings.public_topics)
@@ -415,8 +418,7 @@ class WebSocketSession:
     # -- sending (the only writer) ------------------------------------------------------------
 
     def _sender(self) -> None:
-        sub = self.sub
-        assert sub is not None
+        sub = self._subscription()
         try:
             while True:
                 sub.wait(self._until_token_expires())

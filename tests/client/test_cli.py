@@ -37,7 +37,8 @@ def test_token_mints_a_publish_token_the_server_accepts() -> None:
     assert result.returncode == 0, result.stderr
     grant = TokenVerifier(secret=SECRET).verify(result.stdout.strip())
     assert grant.subject == "cron"
-    assert grant.can_publish("orders:42") and not grant.can_publish("users:1")
+    assert grant.can_publish("orders:42")
+    assert not grant.can_publish("users:1")
     assert not grant.can_subscribe("orders:42")
     assert grant.expires_at is not None
 
@@ -47,7 +48,8 @@ def test_token_never_expiring_and_subscribe_rights() -> None:
         "token", "--subscribe", "dashboard:*", "--ttl", "never", env={"REALTIME_JWT_SECRET": SECRET}
     )
     grant = TokenVerifier(secret=SECRET).verify(result.stdout.strip())
-    assert grant.expires_at is None and grant.can_subscribe("dashboard:main")
+    assert grant.expires_at is None
+    assert grant.can_subscribe("dashboard:main")
 
 
 def test_token_uses_the_development_secret_that_make_run_created(tmp_path: Path) -> None:
@@ -79,4 +81,5 @@ def test_token_usage_errors_exit_2_with_a_sentence(
 
 def test_new_secret_is_long_and_random() -> None:
     first, second = (run("token", "--new-secret").stdout.strip() for _ in range(2))
-    assert len(first) >= 48 and first != second
+    assert len(first) >= 48
+    assert first != second

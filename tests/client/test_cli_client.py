@@ -144,7 +144,8 @@ def test_publish_after_two_503s_stores_exactly_one_event_and_exits_0(
     faulty = proxy(["503", "503"])
     result = run("publish", "cli:flaky", "hello", url=faulty.url)
     assert (result.returncode, result.stderr) == (0, "")
-    assert len(faulty.posts) == 3 and len(faulty.keys()) == 1
+    assert len(faulty.posts) == 3
+    assert len(faulty.keys()) == 1
     assert stored(redis_conn, "cli:flaky") == 1
     assert result.stdout == json.loads(faulty.upstream_answers[0])["id"] + "\n"
 
@@ -155,7 +156,8 @@ def test_publish_whose_answer_is_lost_after_storing_is_stored_once(
     faulty = proxy(["drop"])
     result = run("publish", "cli:lost", "hello", url=faulty.url)
     assert result.returncode == 0, result.stderr
-    assert len(faulty.posts) == 2 and len(faulty.keys()) == 1
+    assert len(faulty.posts) == 2
+    assert len(faulty.keys()) == 1
     assert stored(redis_conn, "cli:lost") == 1
     first, retried = (json.loads(answer)["id"] for answer in faulty.upstream_answers)
     assert result.stdout.strip() == first == retried
@@ -194,7 +196,8 @@ def test_listen_resumes_across_a_server_restart_printing_every_id_once_in_order(
         *(f"after {n}" for n in range(3)),
     ]
     assert code == 0
-    assert "reconnecting" in err and "Traceback" not in err
+    assert "reconnecting" in err
+    assert "Traceback" not in err
 
 
 # -- publish: input ------------------------------------------------------------------------------
@@ -254,7 +257,8 @@ def test_listen_json_prints_objects_and_reports_a_reset_on_stderr_and_stdout(
     event_id = publish(server.url, "cli:json", "a\nb", token=TOKEN)
     [event] = [json.loads(line) for line in listener.lines(1)]
     code, err = listener.interrupt()
-    assert reset["type"] == "reset" and reset["topic"] is None
+    assert reset["type"] == "reset"
+    assert reset["topic"] is None
     assert json.loads(reset["data"])["reason"] == "unknown_id"
     assert event == {"id": event_id, "topic": "cli:json", "type": "message", "data": "a\nb"}
     assert code == 0
@@ -340,7 +344,8 @@ def test_publish_to_a_server_failing_every_attempt_exits_4_with_its_message(
 def test_usage_errors_exit_2_before_any_request(args: tuple[str, ...], needle: str) -> None:
     result = run(*args, url=f"http://127.0.0.1:{free_port()}")
     assert result.returncode == 2
-    assert needle in result.stderr and "Traceback" not in result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -359,7 +364,8 @@ def test_listen_refused_exits_with_its_code_instead_of_retrying(
     result = run("listen", topic, url=server.url, token=token)
     assert time.monotonic() - started < 10
     assert result.returncode == code
-    assert result.stderr.startswith(error) and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(error)
+    assert result.stderr.count("\n") == 1
     assert token not in result.stderr
 
 

@@ -139,7 +139,7 @@ class FaultyProxy:
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def do_POST(self) -> None:
@@ -409,7 +409,8 @@ def test_a_lost_response_is_retried_without_storing_a_duplicate(
 ) -> None:
     proxy = proxy_factory(shared, ["drop"])
     event_id = publish(proxy.url, "p3", "once", token=TOKEN, backoff=FAST)
-    assert len(proxy.posts) == 2 and len(proxy.keys()) == 1
+    assert len(proxy.posts) == 2
+    assert len(proxy.keys()) == 1
     assert stored(redis_conn, "p3") == 1
     # The answer the client never saw named the same event the retry was given.
     assert [json.loads(a) for a in proxy.upstream_answers] == [{"id": event_id}] * 2
@@ -421,9 +422,11 @@ def test_each_publish_gets_its_own_key_unless_the_caller_gives_one(
     proxy = proxy_factory(shared, [])
     publish(proxy.url, "p4", "1", token=TOKEN)
     publish(proxy.url, "p4", "1", token=TOKEN)
-    assert len(proxy.keys()) == 2 and stored(redis_conn, "p4") == 2
+    assert len(proxy.keys()) == 2
+    assert stored(redis_conn, "p4") == 2
     again = [publish(proxy.url, "p4", "2", token=TOKEN, idempotency_key="run-42") for _ in "ab"]
-    assert again[0] == again[1] and stored(redis_conn, "p4") == 3
+    assert again[0] == again[1]
+    assert stored(redis_conn, "p4") == 3
 
 
 def test_429_is_retried_no_sooner_than_its_retry_after(
@@ -458,7 +461,8 @@ def test_spent_retries_raise_server_unavailable_with_the_servers_answer(
         UNAVAILABLE,
         3,
     )
-    assert len(proxy.posts) == 3 and stored(redis_conn, "p7") == 0
+    assert len(proxy.posts) == 3
+    assert stored(redis_conn, "p7") == 0
 
 
 def test_an_unreachable_server_is_retried_then_reported_without_secrets() -> None:
@@ -467,7 +471,8 @@ def test_an_unreachable_server_is_retried_then_reported_without_secrets() -> Non
     with pytest.raises(ServerUnavailable) as failed:
         publish(f"http://127.0.0.1:{port}", "a", "x", token=TOKEN, retries=2, backoff=FAST)
     assert time.monotonic() - started < 5
-    assert failed.value.status is None and failed.value.attempts == 3
+    assert failed.value.status is None
+    assert failed.value.attempts == 3
     assert failed.value.message == (
         f"Could not reach http://127.0.0.1:{port} (connection refused) after 3 attempts."
     )
@@ -503,7 +508,8 @@ def test_refused_publishes_are_not_retried_and_carry_the_servers_code(
         publish(proxy.url, call.pop("topic"), call.pop("data"), backoff=FAST, **call)
     assert (failed.value.code, failed.value.status) == (code, status)
     assert failed.value.message.endswith(".")
-    assert len(proxy.posts) == 1 and stored(redis_conn, "p8") == 0
+    assert len(proxy.posts) == 1
+    assert stored(redis_conn, "p8") == 0
 
 
 # -- subscribe -----------------------------------------------------------------------------------

@@ -81,7 +81,8 @@ def test_a_publish_with_the_browsers_credentials_from_elsewhere_is_refused(
 ) -> None:
     with pytest.raises(Forbidden) as refused:
         browser_publish(source, origin)
-    assert refused.value.code == "origin_not_allowed" and refused.value.status == 403
+    assert refused.value.code == "origin_not_allowed"
+    assert refused.value.status == 403
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import re
 from typing import Any
 
 import jwt
@@ -446,9 +447,8 @@ def test_claims_of_the_wrong_shape_are_invalid_token(claims: dict[str, Any], nam
 def test_verifier_refuses_bad_configuration_with_a_sentence(
     kwargs: dict[str, Any], says: str
 ) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=re.escape(says)) as info:
         TokenVerifier(**kwargs)
-    assert says in str(info.value)
     assert str(info.value).endswith(".")
 
 
@@ -467,7 +467,8 @@ def test_verifier_given_a_private_key_says_so(rsa_keys: KeyPair) -> None:
     [
         (lambda: ec.generate_private_key(ec.SECP384R1()), "P-256"),
         (ed25519.Ed25519PrivateKey.generate, "only RSA"),
-        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024), "2048"),
+        # The weak key whose refusal is the point of the case.
+        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024), "2048"),  # noqa: S505
     ],
     ids=["ec-p384", "ed25519", "rsa-1024"],
 )
@@ -501,9 +502,8 @@ def test_unsupported_or_weak_keys_are_refused(private: Any, says: str) -> None:
     ],
 )
 def test_mint_token_refuses_bad_arguments(kwargs: dict[str, Any], says: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=re.escape(says)):
         mint_token(**kwargs)
-    assert says in str(info.value)
 
 
 # -- durations and token sources -----------------------------------------------------------------
@@ -530,9 +530,8 @@ def test_parse_duration(text: str, seconds: int) -> None:
     ["", "0", "0s", "-5", "-5m", "1.5h", "5y", "h", "5 m", "5M", "1h30m", "١٢", "9" * 13, "ten"],
 )
 def test_parse_duration_refuses_anything_else_with_a_sentence(text: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="for example"):
         parse_duration(text)
-    assert "for example" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -575,7 +574,8 @@ def test_a_numeric_date_at_the_edge_of_exact_json_integers_is_accepted() -> None
 def test_a_token_too_long_to_be_ours_is_refused_before_any_signature_check() -> None:
     verifier = TokenVerifier(secret=SECRET)
     error = _refusal(verifier, "x" * (MAX_TOKEN_LENGTH + 1))
-    assert error.code == "token_too_large" and str(MAX_TOKEN_LENGTH) in error.message
+    assert error.code == "token_too_large"
+    assert str(MAX_TOKEN_LENGTH) in error.message
     subject = "s" * ((MAX_TOKEN_LENGTH - 200) * 3 // 4)  # base64 makes it a third longer
     long_but_ours = _hs256({"sub": subject})
     assert MAX_TOKEN_LENGTH - 200 < len(long_but_ours) <= MAX_TOKEN_LENGTH

@@ -87,7 +87,8 @@ def test_every_settings_field_is_one_setting_named_after_it() -> None:
 @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
 def test_every_setting_has_a_meaning_that_fits_one_table_cell(setting: Setting) -> None:
     assert setting.help.strip()
-    assert "\n" not in setting.help and "|" not in setting.help
+    assert "\n" not in setting.help
+    assert "|" not in setting.help
 
 
 def test_a_retired_name_is_not_also_a_setting() -> None:
@@ -286,7 +287,8 @@ def test_keepalive_zero_fails_because_request_heads_would_have_no_bound(keepaliv
 def test_an_open_file_limit_below_the_budget_fails_naming_it() -> None:
     message = gunicorn_error(load(), open_files=4096)
     assert message.startswith("A worker may open only 4096 files")
-    assert "REALTIME_MAX_CONNECTIONS 10000" in message and "ulimit -n" in message
+    assert "REALTIME_MAX_CONNECTIONS 10000" in message
+    assert "ulimit -n" in message
 
 
 def test_the_retired_worker_connections_variable_fails_naming_what_replaced_it() -> None:
@@ -498,5 +500,6 @@ def test_printing_settings_never_shows_a_key() -> None:
     settings = load_settings(
         {}, environ={"REALTIME_JWT_SECRET": secret, "REALTIME_METRICS_TOKEN": "m" * 20}
     )
-    assert secret not in repr(settings) and "m" * 20 not in repr(settings)
+    assert secret not in repr(settings)
+    assert "m" * 20 not in repr(settings)
     assert settings.jwt_secret == secret

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import re
+from typing import TypeVar
 
 import pytest
 from conftest import ROOT
@@ -32,10 +33,21 @@ def client_error_classes() -> dict[str, type[errors.ClientError]]:
     return found
 
 
+T = TypeVar("T")
+
+
+def literal(node: ast.expr | None, kind: type[T]) -> T | None:
+    """The value of a literal argument, which must be a ``kind``; ``None`` if absent or computed."""
+    if not isinstance(node, ast.Constant):
+        return None
+    assert isinstance(node.value, kind), f"line {node.lineno}: {node.value!r} is no {kind.__name__}"
+    return node.value
+
+
 def raise_sites() -> list[tuple[str, str, str | None, int | None]]:
     """(where, class, code or None, status or None) of every ClientError built in the package."""
     classes = client_error_classes()
-    sites = []
+    sites: list[tuple[str, str, str | None, int | None]] = []
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
@@ -51,8 +63,8 @@ def raise_sites() -> list[tuple[str, str, str | None, int | None]]:
                 (
                     where,
                     node.func.id,
-                    code.value if isinstance(code, ast.Constant) else None,
-                    status.value if isinstance(status, ast.Constant) else None,
+                    literal(code, str),
+                    literal(status, int),
                 )
             )
             if code is not None and not isinstance(code, ast.Constant):
@@ -126,7 +138,7 @@ def test_the_readme_error_table_is_the_registry() -> None:
 
 
 def test_the_openapi_document_enumerates_the_registry() -> None:
-    assert ERRORS == dict(HTTP_ERRORS)
+    assert dict(HTTP_ERRORS) == ERRORS
 
 
 def test_the_javascript_client_retries_exactly_the_retryable_codes() -> None:

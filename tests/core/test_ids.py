@@ -1,4 +1,5 @@
-"""Tests for :mod:`realtime.core.ids`: the ``<epoch>-<seq>`` shape, parsed, formatted and ordered."""
+"""Tests for :mod:`realtime.core.ids`: the ``<epoch>-<seq>`` shape, parsed, formatted and
+ordered."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests for :mod:`realtime.core.publishing`: request bodies in, drafts or a stable error code out."""
+"""Tests for :mod:`realtime.core.publishing`: request bodies in, drafts or a stable error code
+out."""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
-"""Tests for :mod:`realtime.core.sse`: exact bytes of the encoder, the WHATWG parser, and round trips."""
+"""Tests for :mod:`realtime.core.sse`: exact bytes of the encoder, the WHATWG parser, and round
+trips."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -52,7 +54,7 @@ def topic_fields(topic: str | None) -> Mapping[str, str]:
 
 def split_at(stream: bytes, offsets: Iterable[int]) -> list[bytes]:
     bounds = [0, *sorted(set(offsets)), len(stream)]
-    return [stream[start:end] for start, end in zip(bounds, bounds[1:], strict=False)]
+    return [stream[start:end] for start, end in pairwise(bounds)]
 
 
 # -- encoder: exact bytes -------------------------------------------------------------------------
@@ -511,8 +513,10 @@ def test_any_single_line_field_value_round_trips(
 
 
 SSE_FRAGMENTS = st.sampled_from(
-    [b"data", b"id", b"event", b"retry", b"topic", b":", b" ", b"\r", b"\n", b"\r\n", b"\x00"]
-    + [b"1", b"x", b"\xef\xbb\xbf", b"\xc3", b"\xa9", b"\xff", b"\xf0\x9f\x8e\x89"]
+    [
+        *(b"data", b"id", b"event", b"retry", b"topic", b":", b" ", b"\r", b"\n", b"\r\n", b"\x00"),
+        *(b"1", b"x", b"\xef\xbb\xbf", b"\xc3", b"\xa9", b"\xff", b"\xf0\x9f\x8e\x89"),
+    ]
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -76,10 +77,8 @@ def test_a_client_on_each_instance_shows_in_both_and_a_killed_instance_drops_out
     print(f"\nkilled instance's client left presence after {gone_after:.2f} s (TTL {TTL_S} s)")
     assert gone_after <= TTL_S + 1.0
     on_b.close()
-    try:
+    with contextlib.suppress(OSError):
         on_a.close()
-    except OSError:
-        pass
 
 
 def test_a_closed_connection_leaves_presence_at_once(gunicorn_factory: Any, redis_url: str) -> None:

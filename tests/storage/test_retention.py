@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TypedDict, cast
 
 import pytest
 import redis
@@ -114,14 +115,31 @@ def test_the_clock_keeps_a_point_a_second_and_only_for_the_ttl(
     kept_ms = TTL_S * 1000 + expiry_margin_ms(TTL_S * 1000) + 1000
     broker.publish([draft("tick")], now_ms=start + 1100 + kept_ms + 1100)
     assert raw.zcard(CLOCK_KEY) == 1  # the points older than the TTL and margin are gone
-    [(first_seq_bound, _)] = raw.zrange(CLOCK_KEY, 0, -1, withscores=True)
+    # (member, score) pairs, the member as bytes: the client does not decode replies.
+    [(first_seq_bound, _)] = cast(
+        list[tuple[bytes, float]], raw.zrange(CLOCK_KEY, 0, -1, withscores=True)
+    )
     assert int(first_seq_bound) == 11  # the counter as that publish began: 11 events before it
+
+
+class Limits(TypedDict):
+    """The keyword arguments of :meth:`Broker.publish` that limit a publisher."""
+
+    rate_scope: str
+    rate: float
+    burst: int
+    new_topics_per_minute: int
 
 
 def test_new_topics_are_limited_per_publisher_and_a_refusal_writes_nothing(
     broker: Broker, raw: redis.Redis
 ) -> None:
-    limits = {"rate_scope": "sub:p", "rate": 1000.0, "burst": 1000, "new_topics_per_minute": 3}
+    limits: Limits = {
+        "rate_scope": "sub:p",
+        "rate": 1000.0,
+        "burst": 1000,
+        "new_topics_per_minute": 3,
+    }
     broker.publish([draft("n1"), draft("n2"), draft("n1")], **limits)  # two new topics
     broker.publish([draft("n3")], **limits)  # the third
     seq = int(raw.get("{rt}:seq") or 0)
@@ -129,15 +147,19 @@ def test_new_topics_are_limited_per_publisher_and_a_refusal_writes_nothing(
     topics_bucket = raw.hgetall(new_topics_key("sub:p"))
     with pytest.raises(RateLimited) as refused:
         broker.publish([draft("n1"), draft("n4")], **limits)
-    assert refused.value.topics and 15_000 <= refused.value.retry_after_ms <= 20_000
-    assert not raw.exists(topic_key("n4")) and int(raw.get("{rt}:seq") or 0) == seq
+    assert refused.value.topics
+    assert 15_000 <= refused.value.retry_after_ms <= 20_000
+    assert not raw.exists(topic_key("n4"))
+    assert int(raw.get("{rt}:seq") or 0) == seq
     # Neither budget was spent on the refused publish.
     assert raw.hgetall(rate_key("sub:p")) == events_bucket
     assert raw.hgetall(new_topics_key("sub:p")) == topics_bucket
     # Topics that exist still take events; another publisher has its own budget; 0: no limit.
     broker.publish([draft("n1"), draft("n2"), draft("n3")], **limits)
-    broker.publish([draft("n4")], **{**limits, "rate_scope": "sub:q"})
-    broker.publish([draft(f"free{i}") for i in range(10)], **{**limits, "new_topics_per_minute": 0})
+    broker.publish([draft("n4")], **(limits | {"rate_scope": "sub:q"}))
+    broker.publish(
+        [draft(f"free{i}") for i in range(10)], **(limits | {"new_topics_per_minute": 0})
+    )
 
 
 def used_memory(raw: redis.Redis) -> int:

@@ -40,9 +40,10 @@ def browser_page(tmp_path: Path) -> Iterator[Any]:
 
 def publish(server: Gunicorn, first: int, count: int) -> list[tuple[str, str]]:
     """``count`` events over POST /publish, alternating the topics: (id, topic) in order."""
-    published = []
+    published: list[tuple[str, str]] = []
     for n in range(first, first + count):
-        body = {"topic": TOPICS[n % 2], "data": {"n": n}}
+        topic = TOPICS[n % 2]
+        body = {"topic": topic, "data": {"n": n}}
         request = urllib.request.Request(
             server.url + "/publish",
             data=json.dumps(body).encode(),
@@ -51,7 +52,7 @@ def publish(server: Gunicorn, first: int, count: int) -> list[tuple[str, str]]:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 201
-            published.append((json.loads(response.read())["id"], body["topic"]))
+            published.append((json.loads(response.read())["id"], topic))
     return published
 
 
@@ -122,7 +123,8 @@ def test_the_page_resumes_sse_and_websocket_exactly_across_a_server_restart(
         got = [i for i in seen["ws"] if topic_of[i] == topic]
         assert got == [i for i, t in published if t == topic], f"ws order on {topic}"
     assert seen["resets"] == []
-    assert reconnected(seen, "sse") and reconnected(seen, "ws"), seen["states"]
+    assert reconnected(seen, "sse"), seen["states"]
+    assert reconnected(seen, "ws"), seen["states"]
     assert page.locator("#last-id").inner_text() in (ids[-1], seen["ws"][-1])
 
 
@@ -207,7 +209,8 @@ def test_realtime_socket_requests_resolve_with_acks_and_reject_with_codes(
 
     assert out["version"]
     assert out["ping"]["type"] == "ack"
-    assert out["subscribe"]["topics"] == ["browser:a"] and out["subscribe"]["last_id"]
+    assert out["subscribe"]["topics"] == ["browser:a"]
+    assert out["subscribe"]["last_id"]
     [event] = out["events"]
     assert event == {
         "id": out["publish"]["id"],
@@ -220,5 +223,6 @@ def test_realtime_socket_requests_resolve_with_acks_and_reject_with_codes(
     assert out["invalidTopic"] == "invalid_topic"
     assert out["cursors"] == {"browser:a": event["id"]}  # "elsewhere" was dropped, not retried
     assert out["unsubscribe"]["topics"] == ["browser:a"]
-    assert out["afterClose"] == "closed" and out["state"] == "closed"
+    assert out["afterClose"] == "closed"
+    assert out["state"] == "closed"
     assert out["timeout"] == "timeout"

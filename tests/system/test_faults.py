@@ -32,7 +32,7 @@ import gevent
 import gevent.event
 import pytest
 import redis
-from conftest import Gunicorn, main_redis_binary, make_token, require_binary
+from conftest import Gunicorn, main_redis_binary, make_token, require_binary, stored_entries
 from sse_client import SocketStream
 
 from realtime.core.sse import MessageEvent
@@ -355,7 +355,7 @@ def seq_of(event_id: str) -> int:
 def assert_stored_exactly(client: redis.Redis, published: list[tuple[str, str, str]]) -> None:
     """Redis holds exactly the answered events, each whole in the firehose AND its topic stream
     (same id, time, type and data), and no topic stream holds anything else."""
-    firehose = client.xrange(FIREHOSE_KEY)
+    firehose = stored_entries(client, FIREHOSE_KEY)
     assert [(f[b"p"].decode(), raw.decode(), f[b"d"].decode()) for raw, f in firehose] == [
         (topic, f"{seq_of(i)}-0", data) for topic, i, data in published
     ], "the firehose is not exactly the events that got a 201"
@@ -364,7 +364,7 @@ def assert_stored_exactly(client: redis.Redis, published: list[tuple[str, str, s
         topic_key(t) for t in topics
     ]
     for topic in topics:
-        in_topic = [(raw, f) for raw, f in client.xrange(topic_key(topic))]
+        in_topic = [(raw, f) for raw, f in stored_entries(client, topic_key(topic))]
         copies = [
             (raw, {k: v for k, v in f.items() if k in (b"t", b"y", b"d")})
             for raw, f in firehose
@@ -425,7 +425,8 @@ def test_clients_of_a_sigkilled_worker_resume_elsewhere_with_every_event_once(
     placed = {id(f): owners[f.stream.sock.getsockname()[1]] for f in followers if f.stream}
     assert len(placed) == len(followers)
     per_worker = {pid: list(placed.values()).count(pid) for pid in server.worker_pids()}
-    assert len(per_worker) == 2 and min(per_worker.values()) > 0, per_worker
+    assert len(per_worker) == 2, per_worker
+    assert min(per_worker.values()) > 0, per_worker
     victim = max(per_worker, key=lambda pid: per_worker[pid])
 
     publisher = Publisher(server.url)
@@ -509,8 +510,10 @@ def test_redis_restart_with_aof_loses_nothing_and_answers_503_while_redis_is_awa
     probes: list[Answer] = []
     for n in range(5):
         ready = call(server.url + "/readyz")
-        assert ready.status == 503 and int(ready.headers["retry-after"]) >= 1, ready
-        assert ready.body["ready"] is False and ready.body["redis"] is False, ready
+        assert ready.status == 503, ready
+        assert int(ready.headers["retry-after"]) >= 1, ready
+        assert ready.body["ready"] is False, ready
+        assert ready.body["redis"] is False, ready
         refused = call(server.url + "/publish", "POST", {"topic": "orders", "data": f"x{n}"}, AUTH)
         assert_unavailable(refused)
         probes.append(refused)
@@ -536,11 +539,13 @@ def test_redis_restart_with_aof_loses_nothing_and_answers_503_while_redis_is_awa
         assert f.ids == publisher.ids(f.topics), f"client on {f.topics}: not exactly its events"
     # The readers resumed from their firehose position (no resync), so the streams that were
     # not dropped never even had to reconnect.
-    assert resyncs == 0 and reconnects >= 1
+    assert resyncs == 0
+    assert reconnects >= 1
     assert all(len(f.connections) == 1 for f in followers if f not in droppers)
     # A client that lost its stream while Redis was away met 503 on /events, honoured its
     # Retry-After, and resumed exactly once Redis was back.
-    assert refused_streams and all(len(f.connections) >= 3 for f in droppers)
+    assert refused_streams
+    assert all(len(f.connections) >= 3 for f in droppers)
     assert len(publisher.published) == 200
     with redis.Redis.from_url(store.url) as client:
         assert_stored_exactly(client, publisher.published)  # the probes' events are not there
@@ -652,9 +657,11 @@ def test_redis_restarted_empty_gives_every_client_an_epoch_reset_never_a_skip(
             for c in f.connections
             if c.opened > killed and c.sent_id and epoch_of(c.sent_id) == old_epoch
         ]
-        assert with_old_id and all(c.status in (200, 503) for c in with_old_id)
+        assert with_old_id
+        assert all(c.status in (200, 503) for c in with_old_id)
         served = [c for c in with_old_id if c.status == 200]
-        assert len(served) == 1 and served[0].events[0].type == "reset"
+        assert len(served) == 1
+        assert served[0].events[0].type == "reset"
     assert resets_served == len(everyone)  # one reset per client, and each client saw its own
     assert resyncs >= 1
     with redis.Redis.from_url(store.url) as client:

@@ -109,7 +109,8 @@ def test_a_worker_at_its_stream_limit_answers_everything_else_and_refuses_stream
 
     # Line 3: a full worker is not ready, so a load balancer sends new streams elsewhere.
     ready = ask(server.port, "GET", "/readyz")
-    assert ready.status == 503 and ready.headers["retry-after"] == "1"
+    assert ready.status == 503
+    assert ready.headers["retry-after"] == "1"
     assert ready.json()["full"] is True
     assert ready.json()["streams"] == ready.json()["max_streams"] == STREAMS
 
@@ -122,22 +123,26 @@ def test_a_worker_at_its_stream_limit_answers_everything_else_and_refuses_stream
     health = ask(server.port, "GET", "/healthz")
     assert health.status == 200
     metrics = ask(server.port, "GET", "/metrics")
-    assert metrics.status == 200 and b"realtime_connections_open" in metrics.body
+    assert metrics.status == 200
+    assert b"realtime_connections_open" in metrics.body
 
     # Stream N+1: 429 with Retry-After, and the connection is given back at once.
     refused = ask(server.port, "GET", "/events?topic=full", headers=AUTH)
-    assert refused.status == 429 and refused.json()["error"] == "too_many_connections"
+    assert refused.status == 429
+    assert refused.json()["error"] == "too_many_connections"
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.closed_after, "a refused stream should not keep its connection"
     # WebSocket N+1: refused with close 1013 (try again later).
     started = time.monotonic()
     ws = Client(server, f"?access_token={TOKEN}")
     error = ws.recv(timeout=WITHIN_S)
-    assert error["type"] == "error" and error["error"] == "too_many_connections"
+    assert error["type"] == "error"
+    assert error["error"] == "too_many_connections"
     assert ws.closed_with(timeout=WITHIN_S) == 1013
     ws_seconds = time.monotonic() - started
     assert ws_seconds < WITHIN_S
-    assert refused_count(server.port, "sse") == 1 and refused_count(server.port, "ws") == 1
+    assert refused_count(server.port, "sse") == 1
+    assert refused_count(server.port, "ws") == 1
 
     # Nothing was lost on the streams meanwhile: every one got the fifty events, in order.
     order = sorted(ids, key=lambda i: int(i.rsplit("-", 1)[1]))
@@ -359,7 +364,8 @@ def test_a_worker_connections_override_that_leaves_no_headroom_stops_the_start(
         tmp_path, {"REALTIME_MAX_CONNECTIONS": "500"}, "--worker-connections", "500"
     )
     assert "worker_connections (500)" in said
-    assert "REALTIME_MAX_CONNECTIONS (500)" in said and "REALTIME_CONNECTION_HEADROOM" in said
+    assert "REALTIME_MAX_CONNECTIONS (500)" in said
+    assert "REALTIME_CONNECTION_HEADROOM" in said
 
 
 def test_the_retired_worker_connections_variable_stops_the_start(tmp_path: Any) -> None:

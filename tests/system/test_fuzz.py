@@ -1,15 +1,15 @@
 """Fuzzing the two parsers of untrusted input, and one WebSocket session against another.
 
-(a) The SSE encoder (:mod:`realtime.core.sse`, and the frames of :class:`realtime.core.events.Event`) with
-any text in any field, control characters, lone surrogates and huge lines included: it refuses a
-value with a clean :class:`ValueError`, or it writes a frame that a WHATWG parser reads back as
-exactly one event with the same id, type and topic and no other field, without disturbing the
-events around it however the bytes are split. No input breaks framing.
+(a) The SSE encoder (:mod:`realtime.core.sse`, and the frames of
+:class:`realtime.core.events.Event`) with any text in any field, control characters, lone surrogates
+and huge lines included: it refuses a value with a clean :class:`ValueError`, or it writes a frame
+that a WHATWG parser reads back as exactly one event with the same id, type and topic and no other
+field, without disturbing the events around it however the bytes are split. No input breaks framing.
 
-(b) The WebSocket envelope parser :func:`realtime.core.messages.parse_message` with any str, bytes and
-JSON structure: it returns a :class:`~realtime.core.messages.Message` whose body has the shape the
-session relies on, or raises :class:`~realtime.core.messages.MessageError` with a stable code and a
-``req`` that can be echoed; never anything else.
+(b) The WebSocket envelope parser :func:`realtime.core.messages.parse_message` with any str, bytes
+and JSON structure: it returns a :class:`~realtime.core.messages.Message` whose body has the shape
+the session relies on, or raises :class:`~realtime.core.messages.MessageError` with a stable code
+and a ``req`` that can be echoed; never anything else.
 
 (c) One real gunicorn and two real WebSocket clients: client 1 sends generated garbage and
 near-miss requests (topics of client 2's included) while client 2 follows its own topic. Client
@@ -24,6 +24,7 @@ import re
 import time
 import urllib.request
 import uuid
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -34,7 +35,7 @@ from hypothesis import strategies as st
 from ws_client import Client
 
 from realtime.core.errors import ClientError
-from realtime.core.events import Event
+from realtime.core.events import Draft, Event
 from realtime.core.messages import (
     CLIENT_TYPES,
     MAX_LAST_ID_LENGTH,
@@ -60,8 +61,10 @@ FUZZ = settings(deadline=None, database=None, max_examples=500)
 
 # Pieces that could break a line-oriented format, with any character (surrogates too) between.
 NASTY = st.sampled_from(
-    ["\r", "\n", "\r\n", "\n\r", "\0", "\ud800", "\udfff", "\ufeff", "\x85", "\u2028", "\x1b"]
-    + [":", " ", "data: x", "id: 1", "event: e", "retry: 1", "topic: t", "\n\n", ": c"]
+    [
+        *("\r", "\n", "\r\n", "\n\r", "\0", "\ud800", "\udfff", "\ufeff", "\x85", "\u2028", "\x1b"),
+        *(":", " ", "data: x", "id: 1", "event: e", "retry: 1", "topic: t", "\n\n", ": c"),
+    ]
 )
 TEXT = st.lists(
     st.one_of(st.text(st.characters(exclude_categories=()), max_size=20), NASTY), max_size=12
@@ -87,7 +90,7 @@ def cannot_frame(id: str | None, event: str, topic: str | None, data: str) -> bo
 
 def split_at(stream: bytes, offsets: list[int]) -> list[bytes]:
     cuts = sorted({0, len(stream), *offsets})
-    return [stream[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    return [stream[a:b] for a, b in pairwise(cuts)]
 
 
 BEFORE = encode_event(id="before-1", event="before", data="b", topic="t0")
@@ -122,13 +125,11 @@ def assert_neighbours_intact(events: list[MessageEvent]) -> None:
 def test_sse_encoder_refuses_cleanly_or_frames_exactly_one_event(
     id: str | None, event: str, topic: str | None, data: str, offsets: list[int]
 ) -> None:
-    try:
-        frame = encode_event(id=id, event=event, data=data, topic=topic)
-    except ValueError as exc:
-        assert cannot_frame(id, event, topic, data), exc
-        assert str(exc).startswith("The SSE ")
+    if cannot_frame(id, event, topic, data):
+        with pytest.raises(ValueError, match=r"^The SSE "):
+            encode_event(id=id, event=event, data=data, topic=topic)
         return
-    assert not cannot_frame(id, event, topic, data)
+    frame = encode_event(id=id, event=event, data=data, topic=topic)
     events, parser = parse_between(frame, offsets)
     assert len(events) == 3
     assert_neighbours_intact(events)
@@ -181,7 +182,8 @@ def test_event_frames_carry_their_own_topic_and_data_only(
         assert cannot_frame(event.id, type, topic, data)
     else:
         events, _ = parse_between(frame, offsets)
-        assert len(events) == 3 and events[1].fields == {"topic": topic}
+        assert len(events) == 3
+        assert events[1].fields == {"topic": topic}
         assert (events[1].last_event_id, events[1].data) == (event.id, re.sub("\r\n?", "\n", data))
     try:
         envelope = event.envelope_frame()
@@ -189,7 +191,8 @@ def test_event_frames_carry_their_own_topic_and_data_only(
         assert has_surrogate(topic + type + data)  # JSON escapes every control character
     else:
         events, _ = parse_between(envelope, offsets)
-        assert len(events) == 3 and events[1].type == "message"
+        assert len(events) == 3
+        assert events[1].type == "message"
         # The JSON in the data keeps even a carriage return exact.
         assert json.loads(events[1].data) == {"topic": topic, "type": type, "data": data}
     ws = json.loads(event.ws_frame())
@@ -304,12 +307,22 @@ def echoable(req: Any) -> bool:
     return len(req) <= MAX_REQ_LENGTH and not has_surrogate(req)
 
 
+def parse_or_refusal(raw: str | bytes) -> Message | MessageError:
+    """What :func:`parse_message` returns, or the :class:`MessageError` it raises."""
+    try:
+        return parse_message(raw, max_topics=MAX_TOPICS)
+    except MessageError as exc:
+        return exc
+
+
 def check_message(message: Message) -> None:
     """The body shapes the session relies on for each type."""
-    assert message.type in CLIENT_TYPES and echoable(message.req)
+    assert message.type in CLIENT_TYPES
+    assert echoable(message.req)
     body = message.body
     if message.type == "auth":
-        assert isinstance(body["token"], str) and body["token"]
+        assert isinstance(body["token"], str)
+        assert body["token"]
         body["token"].encode("utf-8")  # the verifier encodes it
     elif message.type in ("subscribe", "unsubscribe"):
         assert 1 <= len(message.topics) <= MAX_TOPICS
@@ -332,17 +345,28 @@ def check_message(message: Message) -> None:
 def test_envelope_parser_returns_a_message_or_a_stable_error_never_anything_else(
     raw: str | bytes,
 ) -> None:
-    try:
-        message = parse_message(raw, max_topics=MAX_TOPICS)
-    except MessageError as exc:
-        assert exc.code in ENVELOPE_CODES and exc.status == 400
-        assert isinstance(exc.message, str) and exc.message.endswith(".")
-        assert echoable(exc.req)
-        frame = error_frame(exc, exc.req)
-        frame.encode("utf-8")  # sendable as a text frame
-        assert json.loads(frame)["error"] == exc.code
+    parsed = parse_or_refusal(raw)
+    if isinstance(parsed, Message):
+        check_message(parsed)
         return
-    check_message(message)
+    assert parsed.code in ENVELOPE_CODES
+    assert parsed.status == 400
+    assert isinstance(parsed.message, str)
+    assert parsed.message.endswith(".")
+    assert echoable(parsed.req)
+    frame = error_frame(parsed, parsed.req)
+    frame.encode("utf-8")  # sendable as a text frame
+    assert json.loads(frame)["error"] == parsed.code
+
+
+def draft_or_refusal(body: dict[str, Any]) -> tuple[str | None, Draft] | ClientError:
+    """What the session makes of a ``publish`` body: its idempotency key and its event, or
+    the :class:`ClientError` it answers with instead."""
+    try:
+        key = validate_idempotency_key(body.pop("idempotency_key", None))
+        return key, draft(body, 512, "publish")
+    except ClientError as exc:
+        return exc
 
 
 @settings(deadline=None, database=None, max_examples=300)
@@ -356,15 +380,17 @@ def test_a_publish_message_is_refused_with_a_client_error_or_becomes_an_event(
         body = dict(parse_message(dumps(doc), max_topics=MAX_TOPICS).body)
     except MessageError:
         return  # a bad req: answered before the publish is looked at
-    try:
-        key = validate_idempotency_key(body.pop("idempotency_key", None))
-        event = draft(body, 512, "publish")
-    except ClientError as exc:
-        assert exc.code in PUBLISH_CODES and exc.message.endswith("."), exc
+    drafted = draft_or_refusal(body)
+    if isinstance(drafted, ClientError):
+        assert drafted.code in PUBLISH_CODES, drafted
+        assert drafted.message.endswith("."), drafted
         return
+    key, event = drafted
     assert key is None or (key.isascii() and key.isprintable())
-    assert TOPIC_RE.match(event.topic) and TYPE_RE.match(event.type)
-    assert "\r" not in event.data and len(event.data.encode()) <= 512
+    assert TOPIC_RE.match(event.topic)
+    assert TYPE_RE.match(event.type)
+    assert "\r" not in event.data
+    assert len(event.data.encode()) <= 512
 
 
 # Regressions the fuzzing found: each crashed a live WebSocket session (a traceback in the
@@ -528,7 +554,8 @@ def test_websocket_garbage_never_crashes_a_session_or_leaks_another_clients_even
         if frame["type"] == "event":
             assert frame["topic"].startswith(("c1:", "pub:")), frame
         if frame["type"] == "error":
-            assert frame["error"] and frame["message"], frame
+            assert frame["error"], frame
+            assert frame["message"], frame
     assert set(prober.closes) <= {1008}, prober.closes
     print(
         f"\n{len(secrets)} rounds in {elapsed:.1f} s: client 1 sent {prober.sent} frames, got "

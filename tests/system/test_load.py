@@ -687,7 +687,8 @@ def test_slow_consumers_are_cut_at_the_queue_bound_and_resume_while_fast_ones_ke
     assert streams_after_cut == FAST_CLIENTS
     slow_wire = [i.encode() for i in slow_ids]
     for s in slow:
-        assert s.stream is not None and s.stream.ended
+        assert s.stream is not None
+        assert s.stream.ended
         assert set(s.other) <= {b"overflow"}
         assert 0 < len(s.ids) < len(slow_ids)
         assert s.ids + s.rest == slow_wire
@@ -909,7 +910,8 @@ def test_5000_clients_dropped_at_once_all_resume_exactly_with_jittered_reconnect
         + f" MiB); /readyz after: {ready}"
     )
 
-    assert server.process.poll() is None and server.worker_pids() == workers
+    assert server.process.poll() is None
+    assert server.worker_pids() == workers
     assert ready["ready"]
     assert not failed.is_set(), storm_errors(clients)
     expected = {t: [i.encode() for i in ids] for t, ids in publisher.by_topic.items()}

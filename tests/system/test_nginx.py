@@ -8,6 +8,7 @@ everything listens on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -109,10 +110,8 @@ class Nginx:
             self.process.kill()
             self.process.wait()
             for pid in workers:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 @pytest.fixture
@@ -349,7 +348,8 @@ def test_a_subscriber_on_instance_a_receives_events_published_via_instance_b(
         assert status == 201
         for stream in (on_a, via_nginx):
             event = next_message(stream, timeout=5)
-            assert event is not None and event.last_event_id == body["id"]
+            assert event is not None
+            assert event.last_event_id == body["id"]
     on_a.close()
     via_nginx.close()
 
@@ -374,8 +374,10 @@ def test_a_body_over_realtime_max_body_is_refused_by_nginx_with_the_apps_json_er
 
     at_limit, over = post(MAX_BODY), post(MAX_BODY + 1)
     # Both are the JSON contract's 413; the log shows who answered (upstream_status).
-    assert at_limit == (413, at_limit[1]) and at_limit[1]["error"] == "payload_too_large"
-    assert over == (413, over[1]) and over[1]["error"] == "payload_too_large"
+    assert at_limit == (413, at_limit[1])
+    assert at_limit[1]["error"] == "payload_too_large"
+    assert over == (413, over[1])
+    assert over[1]["error"] == "payload_too_large"
     deadline = time.monotonic() + 5  # nginx logs a refused body once it has discarded it
     while len(lines := nginx.log_lines('"POST /publish')) < 2 and time.monotonic() < deadline:
         gevent.sleep(0.05)
@@ -404,7 +406,8 @@ def test_with_no_instance_reachable_a_stream_is_told_when_to_retry_instead_of_fa
         while stream.parser.retry_ms is None and time.monotonic() < deadline:
             events += stream.read_events(deadline)
         assert stream.parser.retry_ms == 5000
-        assert events == [] and stream.parser.last_event_id == ""
+        assert events == []
+        assert stream.parser.last_event_id == ""
     finally:
         stream.close()
     publish_status, _ = publish(nginx.url, "a", "nowhere")
@@ -553,7 +556,9 @@ def test_sigterm_moves_200_streams_through_nginx_to_the_other_instance_without_g
             for f in followers:
                 f.connected.wait()
         on_a, on_b = (get_json(server.url + "/readyz")["streams"] for server in (a, b))
-        assert on_a + on_b == 200 and on_a > 0 and on_b > 0, (on_a, on_b)
+        assert on_a + on_b == 200, (on_a, on_b)
+        assert on_a > 0, (on_a, on_b)
+        assert on_b > 0, (on_a, on_b)
         published, retried, took = publish_and_sigterm(a, b, nginx, topics)
         expected = {t: [i for topic, i in published if topic == t] for t in topics}
         with gevent.Timeout(20):
@@ -580,4 +585,5 @@ def test_sigterm_moves_200_streams_through_nginx_to_the_other_instance_without_g
         assert set(f.notices) <= {"shutdown"}
         assert set(f.statuses) == {200}  # an EventSource would have given up on anything else
     log = nginx.access_log() + nginx.error_log()
-    assert TOKEN not in log and TOKEN.split(".")[2] not in log
+    assert TOKEN not in log
+    assert TOKEN.split(".")[2] not in log

@@ -223,7 +223,7 @@ def test_a_client_only_install_runs_the_client_and_the_cli_without_the_server(
     started = time.monotonic()
     run([sys.executable, "-m", "venv", "--without-pip", venv], timeout=60, cwd=tmp_path, env=env)
     python = venv / "bin" / "python"
-    install = [sys.executable, "-m", "pip", "--python", python, "install"]
+    install: list[str | Path] = [sys.executable, "-m", "pip", "--python", python, "install"]
     installed = run(
         [*install, "--disable-pip-version-check", "--no-input", f"{wheel}[client]"],
         timeout=240,
@@ -329,7 +329,8 @@ def test_gunicorn_config_serves_an_embedding_app_and_drains_it_on_sigterm(
         assert stream.closed, "SIGTERM left the stream open"
         stream.close()
         assert [e.type for e in events] == ["shutdown"]
-        assert stream.parser.retry_ms is not None and stream.parser.retry_ms <= 1500
+        assert stream.parser.retry_ms is not None
+        assert stream.parser.retry_ms <= 1500
         assert process.wait(15) == 0
         elapsed = time.monotonic() - started
         print(f"\n{config}: stream drained and gunicorn exited {elapsed:.2f} s after SIGTERM")

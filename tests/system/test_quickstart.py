@@ -76,7 +76,8 @@ def test_make_run_then_curl_shows_the_published_event(tmp_path: Path, curl: str)
             lines.append(listener.stdout.readline())
         elapsed_ms = (time.monotonic() - published_at) * 1000
         print(f"\nquick start: event on the curl stream {elapsed_ms:.1f} ms after curl -d started")
-        assert b"event: message\n" in lines and b"topic: demo\n" in lines
+        assert b"event: message\n" in lines
+        assert b"topic: demo\n" in lines
     finally:
         if listener is not None:
             listener.kill()

@@ -131,7 +131,8 @@ def test_2_who_is_present_needs_a_token_granting_the_topic(server: Gunicorn) -> 
             if seen["present"] or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        assert answer.status == 200 and seen == {
+        assert answer.status == 200
+        assert seen == {
             "topic": "public:lobby",
             "present": ["alice@example.com"],
             "connections": 1,
@@ -352,7 +353,8 @@ def test_9_metrics_need_the_metrics_token_when_one_is_set(server: Gunicorn) -> N
     user = {"Authorization": f"Bearer {TOKEN}"}  # a user's token is not the metrics token
     assert request(server.port, "GET", "/metrics", user).error() == (401, "invalid_token")
     answer = request(server.port, "GET", "/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
-    assert answer.status == 200 and b"realtime_connections_open" in answer.body
+    assert answer.status == 200
+    assert b"realtime_connections_open" in answer.body
 
 
 # -- 10. gunicorn's own refusals are HTML --------------------------------------------------------

@@ -231,8 +231,10 @@ def test_the_page_works_under_its_security_headers_which_refuse_inline_script(
     response = page.goto(f"{server.url}/?{followed()}&ws=1")
     headers = response.headers
     policy = headers["content-security-policy"]
-    assert "script-src 'self'" in policy and "style-src 'self'" in policy
-    assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "style-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
     assert headers["x-frame-options"] == "DENY"
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["referrer-policy"] == "no-referrer"
@@ -409,7 +411,8 @@ def test_grafana_dashboard_imports_anywhere_and_its_panels_do_not_overlap() -> N
         "datasource",
         "prometheus",
     )
-    assert dashboard["schemaVersion"] >= 36 and dashboard["id"] is None
+    assert dashboard["schemaVersion"] >= 36
+    assert dashboard["id"] is None
     panels = dashboard["panels"]
     assert len({p["id"] for p in panels}) == len(panels)
     cells: dict[tuple[int, int], str] = {}

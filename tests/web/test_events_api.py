@@ -117,7 +117,7 @@ def test_reset_when_history_was_trimmed(app_factory: Any) -> None:
     stream.close()
     # Resuming from the newest trimmed id (the live publish trimmed ids[3]) is still exact.
     stream = open_stream(client, "topic=a", {"Last-Event-ID": ids[3]})
-    assert [e.last_event_id for e in stream.collect(3)] == ids[4:] + [live]
+    assert [e.last_event_id for e in stream.collect(3)] == [*ids[4:], live]
     stream.close()
 
 
@@ -129,7 +129,8 @@ def test_reset_when_epoch_changed_because_redis_lost_its_data(
     stream = open_stream(client, "topic=a", {"Last-Event-ID": old})
     [reset] = stream.next_events()
     data = json.loads(reset.data)
-    assert reset.type == "reset" and data["reason"] == "epoch"
+    assert reset.type == "reset"
+    assert data["reason"] == "epoch"
     assert data["last_id"].split("-")[0] != old.split("-")[0]
     stream.close()
 
@@ -190,10 +191,12 @@ def test_closing_the_stream_releases_the_subscription(app: Any) -> None:
     streams = [open_stream(client, f"topic=t{n}&topic=shared") for n in range(5)]
     for stream in streams:
         next(stream._chunks)
-    assert hub.subscription_count == 5 and hub.topic_count == 6
+    assert hub.subscription_count == 5
+    assert hub.topic_count == 6
     for stream in streams:
         stream.close()
-    assert hub.subscription_count == 0 and hub.topic_count == 0
+    assert hub.subscription_count == 0
+    assert hub.topic_count == 0
 
 
 def test_unstarted_stream_still_releases_its_subscription(app: Any) -> None:
@@ -310,7 +313,8 @@ def test_max_connections_per_worker_is_429_with_retry_after(app_factory: Any) ->
     client = app_factory(REALTIME_MAX_CONNECTIONS=2).test_client()
     open_ = [client.get("/events?topic=a", headers=AUTH, buffered=False) for _ in range(2)]
     refused = client.get("/events?topic=a", headers=AUTH)
-    assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "1"
     assert refused.get_json()["error"] == "too_many_connections"
     for response in open_:
         response.close()
@@ -338,7 +342,8 @@ def test_streams_older_than_max_connection_age_end_with_a_short_retry(app_factor
             chunks.append(chunk)
             stream.parser.feed(chunk)
     assert chunks[-1].endswith(b": max_age\n\n")
-    assert stream.parser.retry_ms is not None and stream.parser.retry_ms <= 1500
+    assert stream.parser.retry_ms is not None
+    assert stream.parser.retry_ms <= 1500
 
 
 def test_a_draining_worker_answers_200_with_shutdown_so_eventsource_reconnects(app: Any) -> None:
@@ -347,7 +352,9 @@ def test_a_draining_worker_answers_200_with_shutdown_so_eventsource_reconnects(a
     assert response.status_code == 200  # a 503 would end a browser's EventSource for good
     parser = EventStreamParser()
     [event] = parser.feed(response.get_data())
-    assert event.type == "shutdown" and parser.retry_ms is not None and parser.retry_ms <= 1500
+    assert event.type == "shutdown"
+    assert parser.retry_ms is not None
+    assert parser.retry_ms <= 1500
     assert ready_status(app) == 503
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 import redis
-from conftest import SECRET, make_token
+from conftest import SECRET, make_token, stored_entries, stored_keys
 
 from realtime.storage.keys import FIREHOSE_KEY, SEQ_KEY, topic_key
 
@@ -19,7 +19,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def snapshot(r: redis.Redis) -> dict[bytes, Any]:
     """Everything stored, to prove a refused request changed nothing."""
     out: dict[bytes, Any] = {}
-    for key in r.keys("*"):
+    for key in stored_keys(r, "*"):
         kind = r.type(key)
         if kind == b"stream":
             out[key] = r.xrange(key)
@@ -37,15 +37,17 @@ def test_form_publish_like_curl_dash_d(client: Any, redis_client: redis.Redis) -
     assert response.status_code == 201
     event_id = response.get_json()["id"]
     assert event_id.endswith("-1")
-    [(_, fields)] = redis_client.xrange(topic_key("demo"))
-    assert fields[b"d"] == b"hello" and fields[b"y"] == b"message"
+    [(_, fields)] = stored_entries(redis_client, topic_key("demo"))
+    assert fields[b"d"] == b"hello"
+    assert fields[b"y"] == b"message"
 
 
 def test_json_publish_single_and_batch(client: Any, redis_client: redis.Redis) -> None:
     one = client.post(
         "/publish", json={"topic": "demo", "data": {"n": 1}, "type": "tick"}, headers=AUTH
     )
-    assert one.status_code == 201 and list(one.get_json()) == ["id"]
+    assert one.status_code == 201
+    assert list(one.get_json()) == ["id"]
     batch = client.post(
         "/publish",
         json={"events": [{"topic": "orders:1", "data": "a"}, {"topic": "demo", "data": [1, 2]}]},
@@ -54,7 +56,7 @@ def test_json_publish_single_and_batch(client: Any, redis_client: redis.Redis) -
     assert batch.status_code == 201
     ids = batch.get_json()["ids"]
     assert [i.split("-")[1] for i in ids] == ["2", "3"]
-    assert redis_client.xrange(topic_key("demo"))[-1][1][b"d"] == b"[1,2]"
+    assert stored_entries(redis_client, topic_key("demo"))[-1][1][b"d"] == b"[1,2]"
 
 
 def test_idempotency_key_makes_a_retry_return_the_first_id(
@@ -206,7 +208,8 @@ def test_bad_input_gets_json_error_and_writes_nothing(
     assert response.status_code == status, response.get_data()
     body = response.get_json()
     assert body["error"] == code
-    assert isinstance(body["message"], str) and body["message"].endswith(".")
+    assert isinstance(body["message"], str)
+    assert body["message"].endswith(".")
     assert snapshot(redis_client) == before
 
 
@@ -216,7 +219,8 @@ def test_expired_token_is_401_token_expired(client: Any, redis_client: redis.Red
         json={"topic": "demo", "data": "x"},
         headers={"Authorization": f"Bearer {expired_token()}"},
     )
-    assert response.status_code == 401 and response.get_json()["error"] == "token_expired"
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "token_expired"
     assert redis_client.get(SEQ_KEY) is None
 
 
@@ -232,11 +236,14 @@ def test_redis_down_is_503_with_retry_after(app_factory: Any) -> None:
 
 def test_unknown_route_and_method_use_the_error_contract(client: Any) -> None:
     missing = client.get("/nope")
-    assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
+    assert missing.status_code == 404
+    assert missing.get_json()["error"] == "not_found"
     wrong = client.get("/publish")
-    assert wrong.status_code == 405 and wrong.get_json()["error"] == "method_not_allowed"
+    assert wrong.status_code == 405
+    assert wrong.get_json()["error"] == "method_not_allowed"
 
 
 def test_405_says_which_methods_are_allowed(client: Any) -> None:
     response = client.get("/publish")
-    assert response.status_code == 405 and "POST" in response.headers["Allow"]
+    assert response.status_code == 405
+    assert "POST" in response.headers["Allow"]

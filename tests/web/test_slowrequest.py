@@ -40,6 +40,11 @@ class Trickle(io.RawIOBase):
         return self.read(1)
 
 
+def unused_start_response(status: str, headers: list[tuple[str, str]]) -> None:
+    """The ``start_response`` of a call whose app never answers (it only records its input)."""
+    raise AssertionError("the app under test was not expected to start a response")
+
+
 def read_all(stream: DeadlineInput) -> bytes:
     out = b""
     while chunk := stream.read(8192):
@@ -57,7 +62,8 @@ def test_many_small_reads_share_one_deadline_instead_of_a_timeout_each() -> None
     with pytest.raises(RequestTimeout) as info:
         read_all(stream)
     assert time.monotonic() - started < 1.0
-    assert info.value.status == 408 and info.value.code == "request_timeout"
+    assert info.value.status == 408
+    assert info.value.code == "request_timeout"
     assert info.value.close_connection
     assert "REALTIME_BODY_TIMEOUT_S" in info.value.message
 
@@ -72,9 +78,8 @@ def test_every_read_after_the_deadline_is_refused_at_once() -> None:
 
 def test_a_timeout_of_the_caller_passes_through_as_its_own() -> None:
     stream = DeadlineInput(Trickle(b"x" * 100, 0.05), timeout_s=10.0)
-    with pytest.raises(gevent.Timeout):
-        with gevent.Timeout(0.2):
-            read_all(stream)
+    with pytest.raises(gevent.Timeout), gevent.Timeout(0.2):
+        read_all(stream)
 
 
 def test_lines_and_iteration_go_through_the_deadline() -> None:
@@ -121,9 +126,10 @@ def test_close_after_response_tells_the_server_to_close_its_connection() -> None
 def test_only_a_request_with_a_body_gets_the_deadline() -> None:
     seen: list[object] = []
     app = bound_requests(lambda environ, start: seen.append(environ["wsgi.input"]), 1.0)
-    app({"wsgi.input": io.BytesIO(b""), "CONTENT_LENGTH": "0"}, None)
-    app({"wsgi.input": io.BytesIO(b"x"), "CONTENT_LENGTH": "1"}, None)
-    assert type(seen[0]) is io.BytesIO and type(seen[1]) is DeadlineInput
+    app({"wsgi.input": io.BytesIO(b""), "CONTENT_LENGTH": "0"}, unused_start_response)
+    app({"wsgi.input": io.BytesIO(b"x"), "CONTENT_LENGTH": "1"}, unused_start_response)
+    assert type(seen[0]) is io.BytesIO
+    assert type(seen[1]) is DeadlineInput
 
 
 def test_a_publish_whose_body_trickles_gets_408_and_stores_nothing(

@@ -6,6 +6,7 @@ import json
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -41,7 +42,7 @@ def readyz(url: str) -> Any:
 
 
 @pytest.fixture
-def server(gunicorn_factory: Any, redis_url: str) -> Gunicorn:
+def server(gunicorn_factory: Callable[..., Gunicorn], redis_url: str) -> Gunicorn:
     return gunicorn_factory(
         redis_url,
         workers=2,
@@ -52,15 +53,19 @@ def server(gunicorn_factory: Any, redis_url: str) -> Gunicorn:
 def test_subscribe_publish_ack_receive_unsubscribe(server: Gunicorn) -> None:
     client = Client(server, f"?access_token={TOKEN}")
     welcome = client.recv()
-    assert welcome["type"] == "welcome" and welcome["authenticated"] is True
+    assert welcome["type"] == "welcome"
+    assert welcome["authenticated"] is True
     client.send(type="subscribe", topics=["news", "chat"], req=1)
     ack, _ = client.until("ack")
-    assert ack["req"] == 1 and ack["topics"] == ["news", "chat"] and "last_id" in ack
+    assert ack["req"] == 1
+    assert ack["topics"] == ["news", "chat"]
+    assert "last_id" in ack
     client.send(type="publish", topic="news", data={"headline": "hi"}, event="story", req="p1")
     frames = [client.recv(), client.recv()]
     event = next(f for f in frames if f["type"] == "event")
     published = next(f for f in frames if f["type"] == "ack")
-    assert published["req"] == "p1" and event["id"] == published["id"]
+    assert published["req"] == "p1"
+    assert event["id"] == published["id"]
     assert (event["topic"], event["event"], event["data"]) == ("news", "story", '{"headline":"hi"}')
     # An event published over HTTP on another worker arrives too.
     sent = post(server.url, "chat", "from http")
@@ -104,7 +109,9 @@ def test_resume_from_a_trimmed_or_foreign_id_gets_reset_first(server: Gunicorn) 
     client.recv()
     client.send(type="subscribe", topics=["x"], last_id="zzzz-1", req=7)
     reset, _ = client.until("reset")
-    assert reset["reason"] == "epoch" and reset["topics"] == ["x"] and reset["req"] == 7
+    assert reset["reason"] == "epoch"
+    assert reset["topics"] == ["x"]
+    assert reset["req"] == 7
     ack, _ = client.until("ack")
     assert ack["last_id"] == reset["last_id"]
     client.close()
@@ -131,7 +138,9 @@ def test_bad_messages_get_an_error_and_the_socket_stays_open(
     client.recv()
     client.ws.send(raw)
     error = client.recv()
-    assert error["type"] == "error" and error["error"] == code and error["message"]
+    assert error["type"] == "error"
+    assert error["error"] == code
+    assert error["message"]
     client.send(type="ping", req="still-there")
     assert client.recv() == {"type": "ack", "req": "still-there"}
     client.close()
@@ -159,7 +168,8 @@ def test_oversize_frame_is_closed_with_1009(server: Gunicorn) -> None:
 def test_wrong_origin_is_refused_before_the_handshake(server: Gunicorn) -> None:
     path = f"/ws?access_token={TOKEN}"
     status, body = handshake_status(server.port, path, [("Origin", "https://evil.example")])
-    assert status == 403 and b"origin_not_allowed" in body
+    assert status == 403
+    assert b"origin_not_allowed" in body
     status, _ = handshake_status(server.port, path, [("Origin", f"http://127.0.0.1:{server.port}")])
     assert status == 101
     # simple-websocket sends "Host: 127.0.0.1" (no port), so that is this server's origin here.
@@ -194,7 +204,8 @@ def test_invalid_token_is_closed_1008(server: Gunicorn, how: str) -> None:
         client.recv()
         client.send(type="auth", token="nope", req=1)
     error = client.recv()
-    assert error["type"] == "error" and error["error"] == "invalid_token"
+    assert error["type"] == "error"
+    assert error["error"] == "invalid_token"
     assert client.closed_with() == 1008
 
 
@@ -211,13 +222,16 @@ def test_sustained_flooding_is_rate_limited_then_closed_1008(
             client.send(type="ping", req=n)
         except simple_websocket.ConnectionClosed:
             break
-    kinds = []
-    try:
+    kinds: list[str] = []
+
+    def read_until_closed() -> None:
         while True:
             frame = client.recv(timeout=2)
             kinds.append(frame.get("error") or frame["type"])
-    except simple_websocket.ConnectionClosed as closed:
-        assert closed.reason == 1008
+
+    with pytest.raises(simple_websocket.ConnectionClosed) as closed:
+        read_until_closed()
+    assert closed.value.reason == 1008
     assert kinds[:5] == ["ack"] * 5
     assert "rate_limited" in kinds
 

@@ -80,10 +80,15 @@ class CommandFailed(click.ClickException):
 
 
 class NotAuthorized(CommandFailed):
+    """The token was refused (401) or does not grant the topic (403): exit 3."""
+
     exit_code = EXIT_AUTH
 
 
-class Unavailable(CommandFailed):
+class TryLater(CommandFailed):
+    """The server could not serve it now (429, 503, unreachable): exit 4, worth retrying.
+    (Not ``Unavailable``: that is the server's 503 exception in :mod:`realtime.core.errors`.)"""
+
     exit_code = EXIT_UNAVAILABLE
 
 
@@ -95,7 +100,7 @@ def failure(exc: RequestError, token: str | None) -> CommandFailed:
     elif isinstance(exc, Refused):
         kind = CommandFailed
     else:
-        kind = Unavailable
+        kind = TryLater
     message = exc.message
     if token:
         message = message.replace(token, "[redacted]")  # defence in depth: no message echoes it

@@ -1,7 +1,7 @@
 """The event as it travels from the broker to every subscriber.
 
-An :class:`Event` is built once per worker when the reader sees it, and its SSE frame is encoded
-once and shared by every subscriber (DESIGN.md: encode once, share bytes). Pure: no I/O.
+A :class:`StoredEvent` is built once per worker when the reader sees it, and its SSE frame is
+encoded once and shared by every subscriber (DESIGN.md: encode once, share bytes). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def http_chunk(data: bytes) -> bytes:
     return b"%X\r\n%s\r\n" % (len(data), data)
 
 
-class Event:
+class StoredEvent:
     """One published event; ``seq`` orders it, ``id`` names it on the wire."""
 
     __slots__ = (
@@ -124,7 +124,7 @@ class EventRun:
 
     __slots__ = ("_wire", "events", "first_seq", "last_seq")
 
-    def __init__(self, events: list[Event]) -> None:
+    def __init__(self, events: list[StoredEvent]) -> None:
         self.events = events
         self.first_seq = events[0].seq
         self.last_seq = events[-1].seq

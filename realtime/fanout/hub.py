@@ -27,7 +27,7 @@ import gevent.event
 from gevent import Greenlet
 
 from realtime.core.errors import BrokerError, TooManyRequests, Unavailable
-from realtime.core.events import Event, EventRun
+from realtime.core.events import EventRun, StoredEvent
 from realtime.fanout.presence import Presence
 from realtime.ops import metrics
 from realtime.storage.interface import Feed, Storage
@@ -90,13 +90,13 @@ class Subscription:
         self.max_queue = max_queue
         # A list, not a deque: an empty deque allocates a 64-slot block (about 0.5 KiB) and
         # most of a worker's thousands of subscriptions are idle with nothing queued.
-        self.queue: list[Event] = []
+        self.queue: list[StoredEvent] = []
         self.wakeup = gevent.event.Event()
         self.closed_reason: str | None = None
         self.on_close: Callable[[str], None] | None = None
         self.writer: DirectOffer | None = None
 
-    def push(self, event: Event) -> bool:
+    def push(self, event: StoredEvent) -> bool:
         """Queue ``event``; True if the consumer must be woken for it."""
         if self.closed_reason is not None:
             return False
@@ -123,7 +123,7 @@ class Subscription:
         self.wakeup.clear()
         return bool(woken)
 
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[StoredEvent]:
         events, self.queue = self.queue, []
         return events
 
@@ -359,9 +359,9 @@ class Hub:
             self._resync(f"epoch changed from {self.epoch} to {epoch}")
             self.epoch, self.position = epoch, head
 
-    def _dispatch(self, events: list[Event], reader: Feed) -> None:
+    def _dispatch(self, events: list[StoredEvent], reader: Feed) -> None:
         """Check continuity, then hand this read's events to the subscriptions of their topics."""
-        batch: list[Event] = []
+        batch: list[StoredEvent] = []
         for event in events:
             if event.epoch != self.epoch:
                 self._resync(f"firehose carries epoch {event.epoch}, expected {self.epoch}")
@@ -376,7 +376,7 @@ class Hub:
         if batch:
             self._deliver(batch)
 
-    def _deliver(self, batch: list[Event]) -> None:
+    def _deliver(self, batch: list[StoredEvent]) -> None:
         """Write what can be written now; queue the rest and wake those streams.
 
         A stream of one topic takes that topic's events of the batch as one run (one write);
@@ -384,8 +384,8 @@ class Hub:
         """
         woken: set[Subscription] = set()
         direct = 0  # deliveries written by the reader itself, counted once per batch
-        written: list[Event] = []
-        runs: dict[str, list[Event]] = {}
+        written: list[StoredEvent] = []
+        runs: dict[str, list[StoredEvent]] = {}
         for event in batch:
             runs.setdefault(event.topic, []).append(event)
         several_topics = False

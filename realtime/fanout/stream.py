@@ -24,7 +24,7 @@ import gevent
 
 from realtime.core.config import Settings
 from realtime.core.errors import BrokerError, HistoryLost
-from realtime.core.events import READY_EVENT, Event
+from realtime.core.events import READY_EVENT, StoredEvent
 from realtime.core.ids import format_id
 from realtime.core.sse import encode_comment, encode_control, encode_last_id, encode_retry
 from realtime.fanout.directwrite import DirectWriter
@@ -78,7 +78,7 @@ def preamble(plan: StreamPlan) -> bytes:
     return b"".join(out)
 
 
-def _frame(event: Event, envelope: bool) -> bytes:
+def _frame(event: StoredEvent, envelope: bool) -> bytes:
     return event.envelope_frame() if envelope else event.frame()
 
 

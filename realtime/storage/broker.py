@@ -42,7 +42,7 @@ import redis
 from redis.exceptions import RedisError
 
 from realtime.core.errors import BrokerError, HistoryLost, IdempotencyConflict, RateLimited
-from realtime.core.events import Draft, Event, Published
+from realtime.core.events import Draft, Published, StoredEvent
 from realtime.core.ids import parse_id
 from realtime.ops import metrics
 from realtime.storage import scripts
@@ -301,7 +301,7 @@ class Broker:
 
     def history(
         self, topic: str, epoch: str, after: int, upto: int, page_size: int = 200
-    ) -> Iterator[Event]:
+    ) -> Iterator[StoredEvent]:
         """Events of ``topic`` with ``after < seq <= upto``, in order, fetched a page at a time.
 
         Each page re-checks the epoch and the trim marker, so history lost while a long replay
@@ -325,7 +325,9 @@ class Broker:
             if len(entries) < page_size:
                 return
 
-    def replay(self, topics: Sequence[str], epoch: str, after: int, upto: int) -> Iterator[Event]:
+    def replay(
+        self, topics: Sequence[str], epoch: str, after: int, upto: int
+    ) -> Iterator[StoredEvent]:
         """All events of ``topics`` in ``(after, upto]``, merged into one seq-ordered stream."""
         streams = [self.history(t, epoch, after, upto) for t in topics]
         return heapq.merge(*streams, key=lambda e: e.seq)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from realtime.core.events import Event
+from realtime.core.events import StoredEvent
 
 
 def text(value: Any) -> str:
@@ -32,9 +32,9 @@ def fields_of(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def decode_event(epoch: str, seq: int, topic: str, fields: Mapping[bytes, bytes]) -> Event:
+def decode_event(epoch: str, seq: int, topic: str, fields: Mapping[bytes, bytes]) -> StoredEvent:
     """The event stored as ``fields``, at ``epoch``-``seq`` on ``topic``."""
-    return Event(
+    return StoredEvent(
         epoch=epoch,
         seq=seq,
         topic=topic,
@@ -44,7 +44,7 @@ def decode_event(epoch: str, seq: int, topic: str, fields: Mapping[bytes, bytes]
     )
 
 
-def decode_firehose_entry(raw_id: bytes, fields: Mapping[bytes, bytes]) -> Event:
+def decode_firehose_entry(raw_id: bytes, fields: Mapping[bytes, bytes]) -> StoredEvent:
     """A firehose entry: it carries its own topic and epoch. (The hub's hot path: the id is
     parsed as the bytes redis-py gives, not through :func:`entry_seq`.)"""
     seq = int(raw_id.split(b"-", 1)[0])

@@ -21,7 +21,7 @@ import redis
 from redis.exceptions import RedisError, ResponseError
 
 from realtime.core.errors import BrokerError
-from realtime.core.events import Event
+from realtime.core.events import StoredEvent
 from realtime.core.ids import new_epoch
 from realtime.storage import scripts
 from realtime.storage.codec import decode_firehose_entry, text
@@ -80,7 +80,7 @@ class FirehoseReader:
     def position(self) -> Position:
         return read_position(self._position, self.high_water)
 
-    def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[Event]:
+    def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[StoredEvent]:
         """Firehose events with seq > ``after`` (waiting up to ``block_ms``), with their epochs."""
         try:
             reply: Any = self._redis.xread(

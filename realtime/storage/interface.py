@@ -51,7 +51,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, Protocol
 
-from realtime.core.events import Draft, Event, Published
+from realtime.core.events import Draft, Published, StoredEvent
 
 ReplayStatus = Literal["fresh", "ok", "epoch", "unknown_id", "trimmed"]
 
@@ -105,7 +105,7 @@ class Feed(Protocol):
         """The epoch and head seq, read together."""
         ...
 
-    def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[Event]:
+    def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[StoredEvent]:
         """Events with seq > ``after``, each with its epoch, waiting up to ``block_ms``."""
         ...
 
@@ -159,7 +159,9 @@ class Storage(Protocol):
         """Can a client at ``claimed_epoch``-``after`` be replayed exactly on ``topics``?"""
         ...
 
-    def replay(self, topics: Sequence[str], epoch: str, after: int, upto: int) -> Iterator[Event]:
+    def replay(
+        self, topics: Sequence[str], epoch: str, after: int, upto: int
+    ) -> Iterator[StoredEvent]:
         """Every event of ``topics`` in ``(after, upto]``, in seq order, or
         :class:`~realtime.core.errors.HistoryLost` if some went missing meanwhile."""
         ...

@@ -45,7 +45,7 @@ from realtime.core.errors import (
     Forbidden,
     HistoryLost,
 )
-from realtime.core.events import Event
+from realtime.core.events import StoredEvent
 from realtime.core.ids import format_id
 from realtime.core.messages import Message, MessageError, Req, encode, error_frame, parse_message
 from realtime.core.publishing import draft, validate_idempotency_key
@@ -500,7 +500,7 @@ class WebSocketSession:
             self.cursors[topic] = check.head
         self.ws.send(encode("ack", req=req, topics=asked, last_id=head_id))
 
-    def _send_live(self, events: list[Event]) -> None:
+    def _send_live(self, events: list[StoredEvent]) -> None:
         cursors = self.cursors
         sent = 0
         for event in events:

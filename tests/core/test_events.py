@@ -1,4 +1,4 @@
-"""Tests for :class:`realtime.core.events.Event`: its id and its two cached SSE encodings."""
+"""Tests for :class:`realtime.core.events.StoredEvent`: its id and its two cached SSE encodings."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from realtime.core.events import Event
+from realtime.core.events import StoredEvent
 from realtime.core.sse import EventStreamParser, MessageEvent, encode_event
 
 DATA = [
@@ -23,8 +23,8 @@ DATA = [
 ]
 
 
-def event(data: str = "hello", *, epoch: str = "abc123", seq: int = 7) -> Event:
-    return Event(epoch=epoch, seq=seq, topic="orders:42", type="created", data=data)
+def event(data: str = "hello", *, epoch: str = "abc123", seq: int = 7) -> StoredEvent:
+    return StoredEvent(epoch=epoch, seq=seq, topic="orders:42", type="created", data=data)
 
 
 def parse_one(frame: bytes) -> MessageEvent:

@@ -8,7 +8,7 @@ import gevent
 import pytest
 import redis
 
-from realtime.core.events import Draft, Event
+from realtime.core.events import Draft, StoredEvent
 from realtime.fanout.hub import OVERFLOW, RESYNC, Hub, Subscription
 from realtime.storage.broker import Broker
 from realtime.storage.interface import Retention
@@ -109,7 +109,9 @@ def test_a_firehose_gap_closes_every_subscription_for_resync(hub: Hub, broker: B
     assert hub._greenlet is not None
     hub._greenlet.kill()  # drive dispatch by hand: the reader came back after a long absence
     position = hub.position
-    behind = Event(epoch=hub.epoch or "", seq=position + 3, topic="a", type="message", data="x")
+    behind = StoredEvent(
+        epoch=hub.epoch or "", seq=position + 3, topic="a", type="message", data="x"
+    )
     hub._dispatch([behind], broker.reader())
     assert sub.closed_reason == other.closed_reason == RESYNC
     assert hub.subscription_count == 0

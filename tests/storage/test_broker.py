@@ -10,7 +10,7 @@ import redis
 from conftest import stored_entries, stored_keys
 
 from realtime.core.errors import BrokerError, HistoryLost, IdempotencyConflict
-from realtime.core.events import Draft, Event, Published
+from realtime.core.events import Draft, Published, StoredEvent
 from realtime.storage.batcher import ScriptBatcher
 from realtime.storage.broker import Broker
 from realtime.storage.interface import Retention
@@ -31,7 +31,7 @@ def draft(topic: str = "a", data: str = "x", type: str = "message") -> Draft:
     return Draft(topic=topic, type=type, data=data)
 
 
-def seqs(events: Iterable[Event]) -> list[int]:
+def seqs(events: Iterable[StoredEvent]) -> list[int]:
     return [e.seq for e in events]
 
 

@@ -1,12 +1,13 @@
 """Fuzzing the two parsers of untrusted input, and one WebSocket session against another.
 
 (a) The SSE encoder (:mod:`realtime.core.sse`, and the frames of
-:class:`realtime.core.events.Event`) with any text in any field, control characters, lone surrogates
-and huge lines included: it refuses a value with a clean :class:`ValueError`, or it writes a frame
-that a WHATWG parser reads back as exactly one event with the same id, type and topic and no other
-field, without disturbing the events around it however the bytes are split. No input breaks framing.
+:class:`realtime.core.events.StoredEvent`) with any text in any field, control characters, lone
+surrogates and huge lines included: it refuses a value with a clean :class:`ValueError`, or it
+writes a frame that a WHATWG parser reads back as exactly one event with the same id, type and
+topic and no other field, without disturbing the events around it however the bytes are split.
+No input breaks framing.
 
-(b) The WebSocket envelope parser :func:`realtime.core.messages.parse_message` with any str, bytes
+(b) The WebSocket message parser :func:`realtime.core.messages.parse_message` with any str, bytes
 and JSON structure: it returns a :class:`~realtime.core.messages.Message` whose body has the shape
 the session relies on, or raises :class:`~realtime.core.messages.MessageError` with a stable code
 and a ``req`` that can be echoed; never anything else.
@@ -35,7 +36,7 @@ from hypothesis import strategies as st
 from ws_client import Client
 
 from realtime.core.errors import ERROR_STATUS, ClientError
-from realtime.core.events import Draft, Event
+from realtime.core.events import Draft, StoredEvent
 from realtime.core.messages import (
     CLIENT_TYPES,
     MAX_LAST_ID_LENGTH,
@@ -174,8 +175,8 @@ def test_event_frames_carry_their_own_topic_and_data_only(
     topic: str, type: str, data: str, seq: int, offsets: list[int]
 ) -> None:
     """What every subscriber of a topic is sent: the SSE frame, the ``envelope=1`` frame and the
-    WebSocket frame of one :class:`Event` name its topic and hold its data, nothing more."""
-    event = Event(epoch="e0", seq=seq, topic=topic, type=type, data=data)
+    WebSocket frame of one :class:`StoredEvent` name its topic and hold its data, nothing more."""
+    event = StoredEvent(epoch="e0", seq=seq, topic=topic, type=type, data=data)
     try:
         frame = event.frame()
     except ValueError:

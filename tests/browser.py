@@ -7,8 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import REQUIRE_INTEGRATION, require_binary
+from conftest import missing, require_binary
 
 CHROMIUM = "/usr/bin/chromium"
 # Root in a container: no sandbox; nothing that phones home or needs a GPU.
@@ -30,10 +29,7 @@ def sync_playwright() -> Any:
     try:
         from playwright.sync_api import sync_playwright as entry
     except ImportError:
-        message = "the playwright Python package is not installed (pip install playwright)"
-        if REQUIRE_INTEGRATION:
-            pytest.fail(f"{message} (REALTIME_REQUIRE_INTEGRATION=1)")
-        pytest.skip(message)
+        missing("the playwright Python package is not installed (pip install playwright)")
     return entry()
 
 

@@ -18,7 +18,7 @@ import urllib.request  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, cast  # noqa: E402
+from typing import Any, NoReturn, cast  # noqa: E402
 
 import pytest  # noqa: E402
 import redis  # noqa: E402
@@ -42,7 +42,12 @@ def require_binary(name: str, path: str | None) -> str:
     """``path`` if it exists; else fail under REALTIME_REQUIRE_INTEGRATION=1, or skip naming it."""
     if path and os.access(path, os.X_OK):
         return path
-    message = f"{name} is not installed on this machine"
+    missing(f"{name} is not installed on this machine")
+
+
+def missing(message: str) -> NoReturn:
+    """A part an integration test needs is missing: fail under REALTIME_REQUIRE_INTEGRATION=1
+    (as CI runs), else skip naming it."""
     if REQUIRE_INTEGRATION:
         pytest.fail(f"{message} (REALTIME_REQUIRE_INTEGRATION=1)")
     pytest.skip(message)

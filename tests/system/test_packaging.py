@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REQUIRE_INTEGRATION, ROOT, Gunicorn, gunicorn_env, make_token, wait_http
+from conftest import ROOT, Gunicorn, gunicorn_env, make_token, missing, wait_http
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -48,10 +48,7 @@ def require(what: str, present: bool) -> None:
     """Go on if ``present``; else fail under REALTIME_REQUIRE_INTEGRATION=1, or skip naming it."""
     if present:
         return
-    message = f"{what} is not installed in this environment"
-    if REQUIRE_INTEGRATION:
-        pytest.fail(f"{message} (REALTIME_REQUIRE_INTEGRATION=1)")
-    pytest.skip(message)
+    missing(f"{what} is not installed in this environment")
 
 
 def run(argv: list[str | Path], timeout: float, **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -281,7 +281,9 @@ def start_flasksse(tmp: Path) -> Server:
     argv = [str(BIN / "gunicorn"), "-k", "gevent", "-w", "1", "--worker-connections", "20000"]
     argv += ["--backlog", "4096", "-b", f"127.0.0.1:{port}", "--chdir", str(PEERS)]
     argv += ["flasksse_app:app"]
-    process, log_path = spawn("flasksse", argv, tmp, env)
+    # Started in bench/peers: gunicorn reads ./gunicorn.conf.py when given no -c, and realtime's
+    # (in the repository's root) would apply its checks and hooks to flask-sse.
+    process, log_path = spawn("flasksse", argv, tmp, env, cwd=PEERS)
     return finish_start("flasksse", port, process, log_path, signal.SIGQUIT, "", redis_server)
 
 

@@ -43,7 +43,8 @@ test: lint typecheck unit
 
 bench: | $(BIN)/python
 	started=$$(date +%s) && bench/setup.sh $(BIN) && $(BIN)/python bench/hub_fanout.py && \
-		$(BIN)/python bench/full_worker.py && $(BIN)/python bench/suite.py --started $$started
+		$(BIN)/python bench/full_worker.py && $(BIN)/python bench/inprocess_publish.py && \
+		$(BIN)/python bench/suite.py --started $$started
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -961,7 +961,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     raise_nofile()
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop  # type: ignore[import-not-found,unused-ignore]  # only with the bench extra
 
         runner: Callable[[Any], Any] = uvloop.run
     except ImportError:

@@ -495,6 +495,49 @@ the last byte of its answer:
 """
 
 
+def inprocess_section() -> str:
+    """Issue 13's line 9: publishing from Python (``rt.publish``) beside ``POST /publish``."""
+    path = RESULTS / "inprocess_publish.json"
+    title = "## inprocess_publish — `rt.publish` from Python beside `POST /publish`"
+    if not path.exists():
+        return f"{title}\n\n(no results yet: `make bench`)\n"
+    ip = json.loads(path.read_text())
+
+    def row(name: str, part: dict[str, Any]) -> str:
+        if "error" in part:
+            return f"| {name} | failed | | |"
+        busy = part.get("cpu_busy")
+        if busy is None and part.get("seconds"):
+            busy = round(part.get("server_cpu_s", 0) / part["seconds"], 3)
+        return (
+            f"| {name} | {num(part['events_per_s'])} | "
+            f"{num(part.get('calls_per_s', part.get('requests_per_s')))} | {num(busy)} |"
+        )
+
+    runs = ip["in_process"]
+    http = ip["http"]
+    return f"""{title}
+
+`bench/inprocess_publish.py`, latest run {ip["when"]} (UTC) at commit `{ip.get("commit", "?")}`.
+The publishing process (or, for HTTP, one gunicorn worker with the suite's settings) runs on
+CPU 0; its `redis-server` (and `wrk`) on CPU 1; no subscriber; ~100-byte events; batches of 100
+in one call (`publish_many`) or one request. "8 at once" is 8 greenlets (or threads) sharing one
+`Publisher`, as wrk's 8 connections share the worker. CPU 0 busy is the publishing process's
+CPU time over the run's wall time.
+
+| publisher | events/s | calls/s | CPU 0 busy |
+| --- | --- | --- | --- |
+{row("in process, 1 caller, single events", runs["sequential_single"])}
+{row("in process, 1 caller, batches of 100", runs["sequential_batch"])}
+{row("in process, 8 greenlets, single events", runs["greenlets_single"])}
+{row("in process, 8 greenlets, batches of 100", runs["greenlets_batch"])}
+{row("in process, 8 threads (no gevent), single events", runs["threads_single"])}
+{row("in process, 8 threads (no gevent), batches of 100", runs["threads_batch"])}
+{row("HTTP `POST /publish`, wrk -c8, single events", http["single"])}
+{row("HTTP `POST /publish`, wrk -c8, batches of 100", http["batch"])}
+"""
+
+
 def hot_path_section() -> str:
     """What was done to the hot path, and what stands between realtime and the issue's targets.
 
@@ -664,11 +707,11 @@ def write_readme(results: dict[str, Any], pictures: list[str]) -> None:
     text = f"""# Benchmarks
 
 `make bench` installs what it needs (`nginx` and `libnginx-mod-nchan` and `wrk` from Debian when
-missing, then `pip install -e '.[bench]'`), runs `bench/hub_fanout.py`, `bench/full_worker.py`
-and the HTTP suite `bench/suite.py`, and writes every figure to `bench/results/` and this
-README. Benchmarks measure; no test asserts on speed. `python bench/report.py` redraws the plots
-and this file from the JSON; `python bench/suite.py --quick` tries the suite in a couple of
-minutes.
+missing, then `pip install -e '.[bench]'`), runs `bench/hub_fanout.py`, `bench/full_worker.py`,
+`bench/inprocess_publish.py` and the HTTP suite `bench/suite.py`, and writes every figure to
+`bench/results/` and this README. Benchmarks measure; no test asserts on speed.
+`python bench/report.py` redraws the plots and this file from the JSON;
+`python bench/suite.py --quick` tries the suite in a couple of minutes.
 
 ## The HTTP suite: realtime beside nginx + Nchan, sse-starlette and flask-sse
 
@@ -729,6 +772,7 @@ feature; "failed": the run broke (see `results/suite.json`).
   hard limit: what did not open is shown in the table.
 
 {full_worker_section()}
+{inprocess_section()}
 {hot_path_section()}
 {profile_section(results)}
 {hub_section()}
@@ -737,7 +781,8 @@ feature; "failed": the run broke (see `results/suite.json`).
 - `loadgen.py`: the load generator; `suite.py`: starts the servers and runs the scenarios;
   `report.py`: this README and the plots; `wrk_publish.lua`: the throughput requests;
   `setup.sh`: the installs `make bench` does; `hub_fanout.py`: the in-process hub benchmark;
-  `full_worker.py`: a worker holding its 10,000 streams, as shipped, still answering.
+  `full_worker.py`: a worker holding its 10,000 streams, as shipped, still answering;
+  `inprocess_publish.py`: publishing from Python beside publishing over HTTP.
 - `peers/`: the nginx + Nchan config, the sse-starlette and flask-sse apps, and realtime's
   gunicorn settings for the suite (the repository's, with the access log off).
 - `results/suite.json` (every figure of the last run, including those not in the table),

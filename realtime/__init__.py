@@ -1,7 +1,8 @@
 """realtime: SSE-first notifications for Flask, on gevent and Redis Streams.
 
-``create_app()`` builds the service; :class:`Realtime` is the extension for an existing app.
-Both are imported lazily, so ``realtime.client`` and the CLI start without loading Flask,
+``create_app()`` builds the service; :class:`Realtime` is the extension for an existing app;
+:class:`Publisher` publishes from a process with no app (a worker, a script).
+All three are imported lazily, so ``realtime.client`` and the CLI start without loading Flask,
 gevent and redis-py, and work in a client-only install (``pip install 'flask-realtime[client]'``)
 that has none of them; there, asking for the server says which extra brings it.
 """
@@ -15,10 +16,12 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from realtime.extension import Realtime
+    from realtime.publisher import Publisher
 
+from realtime.core.errors import ClientError, RealtimeError
 from realtime.core.version import __version__
 
-__all__ = ["Realtime", "__version__", "create_app"]
+__all__ = ["ClientError", "Publisher", "Realtime", "RealtimeError", "__version__", "create_app"]
 
 
 _SERVER_EXTRA = "flask-realtime[server]"
@@ -57,10 +60,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Realtime":
-        try:
+    try:
+        if name == "Realtime":
             from realtime.extension import Realtime
-        except ModuleNotFoundError as exc:
-            _server_missing(exc)
-        return Realtime
+
+            return Realtime
+        if name == "Publisher":
+            from realtime.publisher import Publisher
+
+            return Publisher
+    except ModuleNotFoundError as exc:
+        _server_missing(exc)
     raise AttributeError(f"module 'realtime' has no attribute {name!r}")

@@ -12,8 +12,10 @@ in the master instead, so every worker shares one).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app, has_app_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from realtime.core.auth import TokenVerifier
@@ -22,22 +24,77 @@ from realtime.fanout.directwrite import expose_server_response
 from realtime.fanout.hub import Hub
 from realtime.fanout.presence import Presence
 from realtime.ops.devsecret import load_or_create_dev_secret
+from realtime.publisher import Publisher
 from realtime.storage.broker import Broker
-from realtime.storage.interface import Retention
 from realtime.storage.redis_server import start_embedded_redis
 from realtime.web import routes
 from realtime.web.slowrequest import bound_requests
-from realtime.web.state import EXTENSION_KEY, RealtimeState
+from realtime.web.state import EXTENSION_KEY, RealtimeState, state
 
 log = logging.getLogger(__name__)
 
 
 class Realtime:
-    """The Flask extension: ``Realtime(app)`` or ``Realtime().init_app(app)``."""
+    """The Flask extension: ``Realtime(app)``, or ``rt = Realtime()`` and ``rt.init_app(app)``
+    for each app of an app factory (each with its own settings and storage).
+
+    ``rt.publish`` and ``rt.publish_many`` store events from the app's own code (a view, a
+    ``flask`` command, a task run inside ``app.app_context()``), through the same checks and
+    script as ``POST /publish`` (see :class:`~realtime.publisher.Publisher`).
+    """
 
     def __init__(self, app: Flask | None = None) -> None:
+        self.app = app
         if app is not None:
             self.init_app(app)
+
+    def publish(
+        self,
+        topic: str,
+        data: Any,
+        *,
+        type: str | None = None,
+        idempotency_key: str | None = None,
+        publisher: str | None = None,
+    ) -> str:
+        """Store one event on the current app (or this extension's own) and return its id.
+
+        See :meth:`realtime.publisher.Publisher.publish`; a refusal raises
+        :class:`~realtime.core.errors.ClientError` with the HTTP API's ``error`` code.
+        """
+        return self._publisher().publish(
+            topic, data, type=type, idempotency_key=idempotency_key, publisher=publisher
+        )
+
+    def publish_many(
+        self,
+        events: Iterable[Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        publisher: str | None = None,
+    ) -> list[str]:
+        """Store ``events`` atomically, in order, and return their ids (see
+        :meth:`realtime.publisher.Publisher.publish_many`)."""
+        return self._publisher().publish_many(
+            events, idempotency_key=idempotency_key, publisher=publisher
+        )
+
+    def _publisher(self) -> Publisher:
+        return state(self._app()).publisher
+
+    def _app(self) -> Flask:
+        """The app of the current context if realtime is on it, else the one given to
+        ``Realtime(app)``; code outside any app context of an app factory must enter one."""
+        if has_app_context() and EXTENSION_KEY in current_app.extensions:
+            app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+            return app
+        if self.app is not None:
+            return self.app
+        raise RuntimeError(
+            "realtime does not know which app to publish on: call this inside a request or "
+            "`with app.app_context():` of an app given to init_app, or create the extension "
+            "with Realtime(app)."
+        )
 
     def init_app(self, app: Flask) -> None:
         settings = load_settings(app.config)
@@ -50,16 +107,7 @@ class Realtime:
         if not settings.has_jwt_key:
             secret = load_or_create_dev_secret(settings.data_dir)
         verifier = TokenVerifier(secret=secret, public_key=settings.jwt_public_key)
-        broker = Broker(
-            redis_url,
-            retention=Retention(
-                maxlen=settings.history_maxlen,
-                ttl_s=settings.history_ttl_s,
-                firehose_maxlen=settings.firehose_maxlen,
-                idempotency_ttl_s=settings.idempotency_ttl_s,
-            ),
-            pool_size=settings.redis_pool_size,
-        )
+        broker = Broker.from_settings(redis_url, settings)
         presence = Presence(broker, settings.presence_ttl_s) if settings.presence_ttl_s else None
         hub = Hub(
             broker,
@@ -78,5 +126,7 @@ class Realtime:
                 app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
             )
         app.config["MAX_CONTENT_LENGTH"] = settings.max_body
-        app.extensions[EXTENSION_KEY] = RealtimeState(settings, broker, hub, verifier, embedded)
+        app.extensions[EXTENSION_KEY] = RealtimeState(
+            settings, broker, hub, verifier, Publisher.over(broker, settings), embedded
+        )
         routes.register(app, ws_ping_s=settings.ws_ping_s, max_message=settings.max_body)

@@ -190,14 +190,19 @@ def client(app: Any) -> Any:
 # -- real gunicorn -------------------------------------------------------------------------------
 
 
+#: The service as ``make run`` serves it: the repository's gunicorn config and ``app:app``.
+SERVICE_ARGV = ("-c", str(ROOT / "gunicorn.conf.py"), "app:app")
+
+
 @dataclass
 class Gunicorn:
-    """A gunicorn master serving app:app with the repo's gunicorn.conf.py."""
+    """A gunicorn master: by default serving app:app with the repo's gunicorn.conf.py."""
 
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    argv: tuple[str, ...] = SERVICE_ARGV
 
     @property
     def url(self) -> str:
@@ -224,7 +229,7 @@ class Gunicorn:
         to the address they know, a browser only to the origin it loaded its page from)."""
         assert self.process.poll() is not None, "stop the server before restarting it"
         log_path = self.log_path.with_name(f"{self.log_path.stem}-again.log")
-        return spawn_gunicorn(self.port, self.env, log_path)
+        return spawn_gunicorn(self.port, self.env, log_path, argv=self.argv)
 
 
 def gunicorn_env(
@@ -251,19 +256,26 @@ def gunicorn_env(
     return env
 
 
-def spawn_gunicorn(port: int, env: dict[str, str], log_path: Path, cwd: Path = ROOT) -> Gunicorn:
-    """Start gunicorn and wait until it answers /healthz (its log in the error if it never does)."""
+def spawn_gunicorn(
+    port: int,
+    env: dict[str, str],
+    log_path: Path,
+    cwd: Path = ROOT,
+    argv: tuple[str, ...] = SERVICE_ARGV,
+) -> Gunicorn:
+    """Start gunicorn (by default the service: the repository's config, ``app:app``) and wait
+    until it answers /healthz (its log in the error if it never does)."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [gunicorn, "-c", str(ROOT / "gunicorn.conf.py"), "app:app"],
+            [gunicorn, *argv],
             cwd=cwd,
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    server = Gunicorn(port, process, log_path, env)
+    server = Gunicorn(port, process, log_path, env, argv)
     try:
         wait_http(server.url + "/healthz", process=process)
     except RuntimeError as exc:
@@ -299,10 +311,12 @@ def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
         workers: int = 2,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        argv: tuple[str, ...] | None = None,
     ) -> Gunicorn:
         port = port or free_port()
         full_env = gunicorn_env(redis_url, port, workers, tmp_path / f"var-{port}", env)
-        server = spawn_gunicorn(port, full_env, tmp_path / f"gunicorn-{port}.log")
+        log_path = tmp_path / f"gunicorn-{port}.log"
+        server = spawn_gunicorn(port, full_env, log_path, argv=argv or SERVICE_ARGV)
         started.append(server)
         return server
 

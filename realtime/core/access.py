@@ -67,12 +67,6 @@ def publisher_scope(grant: Grant, token: str) -> str:
     return "token:" + sha256(token.encode()).hexdigest()
 
 
-def idempotency_scope(grant: Grant, token: str, key: str) -> str:
-    """The ``Idempotency-Key`` as stored: scoped to its publisher, so two publishers choosing the
-    same key (a date, a job name) never collide."""
-    return f"{publisher_scope(grant, token)}\n{key}"
-
-
 def publish_rate_limited(exc: RateLimited, rate: float, new_topics: int) -> TooManyRequests:
     """The 429 for a publisher over REALTIME_PUBLISH_RATE (``rate_limited``) or over
     REALTIME_NEW_TOPICS_PER_MINUTE (``topic_rate_limited``), with whole seconds to wait."""

@@ -110,6 +110,14 @@ class ClientError(RealtimeError):
             self.close_connection = close_connection
         self.retry_after = retry_after
 
+    @property
+    def error(self) -> str:
+        """The stable code, by the name the JSON body gives it (``{"error": ...}``)."""
+        return self.code
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, error={self.code!r}, status={self.status})"
+
 
 class BadRequest(ClientError):
     status = 400
@@ -165,6 +173,14 @@ class Unavailable(ClientError):
 
 class BrokerError(RealtimeError):
     """Redis failed underneath the broker (connection lost, timeout, script error)."""
+
+
+def redis_unavailable() -> Unavailable:
+    """The refusal for a :class:`BrokerError`, whichever door the request came through."""
+    return Unavailable(
+        "Redis is unavailable (unreachable or refusing writes); retry shortly.",
+        code="redis_unavailable",
+    )
 
 
 # Refusals the storage decides (inside its atomic publish, or during a replay); the front doors

@@ -45,6 +45,8 @@ def data_text(value: Any) -> str:
         ) from None
     except RecursionError:
         raise BadRequest("data is nested too deeply.", code="invalid_data") from None
+    except TypeError as exc:  # only from Python callers: JSON bodies hold only JSON values
+        raise BadRequest(f"data is not a JSON value: {exc}.", code="invalid_data") from None
 
 
 def validate_data(text: str, max_payload: int, where: str = "data") -> str:
@@ -101,22 +103,26 @@ def parse_json(body: bytes, *, max_payload: int, max_batch: int) -> tuple[list[D
             raise BadRequest(
                 'A batch is {"events": [...]} with nothing beside it.', code="invalid_batch"
             )
-        events = doc["events"]
-        if not isinstance(events, list) or not events:
-            raise BadRequest("events must be a non-empty list.", code="invalid_batch")
-        if len(events) > max_batch:
-            raise BadRequest(
-                f"A batch holds at most {max_batch} events (REALTIME_MAX_BATCH), "
-                f"not {len(events)}.",
-                code="batch_too_large",
-            )
-        drafts = []
-        for index, item in enumerate(events):
-            if not isinstance(item, dict):
-                raise BadRequest(f"events[{index}] must be an object.", code="invalid_batch")
-            drafts.append(draft(item, max_payload, f"events[{index}]"))
-        return drafts, True
+        return drafts_of_batch(doc["events"], max_payload=max_payload, max_batch=max_batch), True
     return [draft(doc, max_payload)], False
+
+
+def drafts_of_batch(events: object, *, max_payload: int, max_batch: int) -> list[Draft]:
+    """Drafts from a batch's ``events``: a JSON body's list, or the events given to
+    ``publish_many`` in Python, checked alike."""
+    if not isinstance(events, list | tuple) or not events:
+        raise BadRequest("events must be a non-empty list.", code="invalid_batch")
+    if len(events) > max_batch:
+        raise BadRequest(
+            f"A batch holds at most {max_batch} events (REALTIME_MAX_BATCH), not {len(events)}.",
+            code="batch_too_large",
+        )
+    drafts = []
+    for index, item in enumerate(events):
+        if not isinstance(item, Mapping):
+            raise BadRequest(f"events[{index}] must be an object.", code="invalid_batch")
+        drafts.append(draft(item, max_payload, f"events[{index}]"))
+    return drafts
 
 
 def parse_form(fields: Mapping[str, list[str]], *, max_payload: int) -> list[Draft]:

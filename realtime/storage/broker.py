@@ -41,6 +41,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import redis
 from redis.exceptions import RedisError
 
+from realtime.core.config import Settings
 from realtime.core.errors import BrokerError, HistoryLost, IdempotencyConflict, RateLimited
 from realtime.core.events import Draft, Published, StoredEvent
 from realtime.core.ids import parse_id
@@ -128,6 +129,21 @@ class Broker:
         self._presence = self._redis.register_script(scripts.PRESENCE)
         self._presence_update = self._redis.register_script(scripts.PRESENCE_UPDATE)
         self.high_water = HighWater()
+
+    @classmethod
+    def from_settings(cls, url: str, settings: Settings) -> Broker:
+        """The broker the ``REALTIME_*`` settings describe, on ``url``: the server's, and that of
+        a :class:`~realtime.publisher.Publisher` in another process, alike."""
+        return cls(
+            url,
+            retention=Retention(
+                maxlen=settings.history_maxlen,
+                ttl_s=settings.history_ttl_s,
+                firehose_maxlen=settings.firehose_maxlen,
+                idempotency_ttl_s=settings.idempotency_ttl_s,
+            ),
+            pool_size=settings.redis_pool_size,
+        )
 
     # -- connections ------------------------------------------------------------------------
 

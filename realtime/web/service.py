@@ -11,22 +11,15 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from realtime.core import errors as core_errors
 from realtime.core.access import (
     authorize_publish,
     authorize_subscribe,
-    idempotency_scope,
     presence_visible,
-    publish_rate_limited,
     publisher_scope,
 )
 from realtime.core.auth import Grant
-from realtime.core.errors import (
-    BadRequest,
-    BrokerError,
-    IdempotencyConflict,
-    RateLimited,
-    Unavailable,
-)
+from realtime.core.errors import BadRequest, BrokerError, Unavailable
 from realtime.core.events import Draft, Published
 from realtime.ops import metrics
 from realtime.web.state import RealtimeState
@@ -44,31 +37,17 @@ def publish(
 ) -> Published:
     """Store ``drafts`` atomically for a caller holding ``grant`` (from ``token``).
 
-    Refusals are the API's own: 403 for a topic the grant lacks, 429 ``rate_limited`` /
-    ``topic_rate_limited`` with ``Retry-After``, 400 ``idempotency_key_reused``; a refused
-    publish writes nothing (the storage checks everything before its first write).
+    Refusals are the API's own: 403 for a topic the grant lacks, then those of
+    :meth:`realtime.publisher.Publisher.store` (the rate limits, a reused idempotency key),
+    which ``rt.publish`` meets too; a refused publish writes nothing.
     """
-    settings = rt.settings
     granted = authorize_publish([d.topic for d in drafts], grant)
-    scoped = idempotency_scope(granted, token, idempotency_key) if idempotency_key else None
-    try:
-        return rt.broker.publish(
-            drafts,
-            idempotency=scoped,
-            rate_scope=publisher_scope(granted, token),
-            rate=settings.publish_rate,
-            burst=settings.publish_burst,
-            new_topics_per_minute=settings.new_topics_per_minute,
-        )
-    except RateLimited as exc:
-        raise publish_rate_limited(
-            exc, settings.publish_rate, settings.new_topics_per_minute
-        ) from None
-    except IdempotencyConflict:
-        raise BadRequest(
-            "This idempotency key was already used for a different request.",
-            code="idempotency_key_reused",
-        ) from None
+    return rt.publisher.store(
+        list(drafts),
+        scope=publisher_scope(granted, token),
+        limited=True,
+        idempotency_key=idempotency_key,
+    )
 
 
 def presence_answer(rt: RealtimeState, topic: str, grant: Grant | None) -> dict[str, Any]:
@@ -91,7 +70,4 @@ def redis_unavailable(err: BrokerError, where: str) -> Unavailable:
     """The 503 a request gets when Redis failed under it, logged and counted once here."""
     log.warning("Redis unavailable during a %s: %s", where, err)
     metrics.REDIS_ERRORS.labels("request").inc()
-    return Unavailable(
-        "Redis is unavailable (unreachable or refusing writes); retry shortly.",
-        code="redis_unavailable",
-    )
+    return core_errors.redis_unavailable()

@@ -13,6 +13,7 @@ from typing import Any
 from realtime.core.auth import TokenVerifier
 from realtime.core.config import Settings
 from realtime.fanout.hub import Hub
+from realtime.publisher import Publisher
 from realtime.storage.broker import Broker
 from realtime.storage.redis_server import RedisServer
 
@@ -25,6 +26,8 @@ class RealtimeState:
     broker: Broker
     hub: Hub
     verifier: TokenVerifier
+    #: What ``rt.publish`` and every publishing door store through, on :attr:`broker`.
+    publisher: Publisher
     embedded: RedisServer | None = None
 
 

@@ -51,11 +51,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     except ModuleNotFoundError as exc:
         _server_missing(exc)
 
-    # The dashboard and realtime.js live with the front door that serves them.
-    app = Flask(__name__, static_folder="web/static")
+    # No static folder of the app's own: realtime's blueprint serves /static (realtime.js and
+    # the dashboard's files), as it does under a prefix in an app that embeds it.
+    app = Flask(__name__, static_folder=None)
     if config:
         app.config.update(config)
-    Realtime(app)
+    Realtime.service(app)
     return app
 
 

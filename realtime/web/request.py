@@ -54,6 +54,12 @@ def request_grant() -> Grant | None:
     return request_auth()[1]
 
 
+def limit_body() -> None:
+    """Bodies sent to realtime's routes are limited to ``REALTIME_MAX_BODY``, per request: the
+    app's own ``MAX_CONTENT_LENGTH`` stays the host's, for its own routes."""
+    request.max_content_length = rt().settings.max_body
+
+
 def body_too_large() -> PayloadTooLarge:
     return PayloadTooLarge(
         f"The request body is over {rt().settings.max_body} bytes (REALTIME_MAX_BODY)."
@@ -64,8 +70,9 @@ def request_body(limit: int, *, keep: bool) -> bytes:
     """The whole body, refused (413) over ``limit``; ``keep`` it for a form to be parsed from.
 
     A body with a ``Content-Length`` over the limit is refused before it is read (werkzeug,
-    through ``MAX_CONTENT_LENGTH``); a chunked one is read up to the limit and then cut without a
-    word, so a chunked body that fills it is looked past: one more byte means it was over.
+    through the request's ``max_content_length``, see :func:`limit_body`); a chunked one is read
+    up to the limit and then cut without a word, so a chunked body that fills it is looked past:
+    one more byte means it was over.
     """
     data = request.get_data(cache=keep, parse_form_data=False)
     if (

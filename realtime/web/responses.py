@@ -3,11 +3,16 @@
 Every refusal is a :class:`~realtime.core.errors.ClientError` raised anywhere below a view;
 these handlers turn it, a Redis failure or one of Flask's own HTTP errors into
 ``{"error": code, "message": ...}`` with its status (DESIGN.md, "Errors").
+
+They are registered on realtime's blueprints, so they answer for realtime's routes only: an app
+embedding realtime keeps its own error pages. The service (``create_app``) registers them on
+the whole app too, so an unknown path or a wrong method gets the JSON contract there.
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify, request
+from flask import Response, jsonify, request
+from flask.sansio.scaffold import Scaffold
 from werkzeug.exceptions import HTTPException
 
 from realtime.core.errors import BrokerError, ClientError
@@ -25,27 +30,31 @@ def error_response(err: ClientError) -> Response:
     return response
 
 
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ClientError)
-    def _client_error(err: ClientError) -> Response:
-        if err.close_connection:
-            close_after_response(request.environ)
-        return error_response(err)
+def client_error(err: ClientError) -> Response:
+    if err.close_connection:
+        close_after_response(request.environ)
+    return error_response(err)
 
-    @app.errorhandler(BrokerError)
-    def _broker_error(err: BrokerError) -> Response:
-        return error_response(redis_unavailable(err, "request"))
 
-    @app.errorhandler(HTTPException)
-    def _http_error(err: HTTPException) -> Response:
-        status = err.code or 500
-        if status == 413:
-            return error_response(body_too_large())
-        code = (err.name or "error").lower().replace(" ", "_")
-        response = error_response(
-            ClientError(err.description or err.name, code=code, status=status)
-        )
-        allow = dict(err.get_headers()).get("Allow")
-        if allow:
-            response.headers["Allow"] = allow  # a 405 must say what is allowed (RFC 9110)
-        return response
+def broker_error(err: BrokerError) -> Response:
+    return error_response(redis_unavailable(err, "request"))
+
+
+def http_error(err: HTTPException) -> Response:
+    status = err.code or 500
+    if status == 413:
+        return error_response(body_too_large())
+    code = (err.name or "error").lower().replace(" ", "_")
+    response = error_response(ClientError(err.description or err.name, code=code, status=status))
+    allow = dict(err.get_headers()).get("Allow")
+    if allow:
+        response.headers["Allow"] = allow  # a 405 must say what is allowed (RFC 9110)
+    return response
+
+
+def register_error_handlers(scope: Scaffold) -> None:
+    """Answer errors with the JSON contract within ``scope``: a blueprint (its routes) or an
+    app (every route, and the routing errors, 404 and 405, that no blueprint sees)."""
+    scope.register_error_handler(ClientError, client_error)
+    scope.register_error_handler(BrokerError, broker_error)
+    scope.register_error_handler(HTTPException, http_error)

@@ -27,7 +27,7 @@ server the request is answered the same and the connection left to that server.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import Any, Protocol
 
 import gevent
@@ -116,11 +116,14 @@ def close_after_response(environ: dict[str, Any]) -> None:
         force_close()
 
 
-def bound_requests(wsgi_app: WsgiApp, body_timeout_s: float) -> WsgiApp:
-    """Wrap ``wsgi_app``: request bodies get ``body_timeout_s`` to arrive."""
+def bound_requests(
+    wsgi_app: WsgiApp, body_timeout_s: float, paths: Container[str] | None = None
+) -> WsgiApp:
+    """Wrap ``wsgi_app``: request bodies get ``body_timeout_s`` to arrive; with ``paths``, only
+    those sent to one of them (an app embedding realtime bounds its own routes as it sees fit)."""
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if has_body(environ):
+        if has_body(environ) and (paths is None or environ.get("PATH_INFO") in paths):
             environ["wsgi.input"] = DeadlineInput(environ["wsgi.input"], body_timeout_s)
         return wsgi_app(environ, start_response)
 

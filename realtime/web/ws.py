@@ -26,9 +26,8 @@ from typing import Any
 
 import gevent
 import gevent.lock
-from flask import Blueprint, Flask, Response, current_app, request
-from flask_sock import Sock
-from simple_websocket import ConnectionClosed
+from flask import Blueprint, Response, current_app, request
+from simple_websocket import ConnectionClosed, Server
 
 from realtime.core.access import (
     TOKEN_COOKIE,
@@ -74,7 +73,6 @@ REPLAY_YIELD_EVERY = 64
 CLOSE_CODES = {OVERFLOW: CLOSE_TRY_LATER, RESYNC: CLOSE_RESTART, SHUTDOWN: CLOSE_RESTART}
 
 ws_blueprint = Blueprint("realtime_ws", __name__)
-sock = Sock()
 
 
 class SerializedSocket:
@@ -160,16 +158,42 @@ def _guard() -> Response | None:
     return None
 
 
-@sock.route("/ws", bp=ws_blueprint)  # type: ignore[untyped-decorator]
-def websocket(ws: Any) -> None:
-    WebSocketSession(ws, state(current_app), request.environ).run()
+class _Handled(Response):
+    """The answer of a view that spoke WebSocket on the connection itself: nothing more is sent.
+
+    gunicorn is told so by ``StopIteration`` (as flask-sock does), werkzeug's development server
+    sends the empty response it expects; this is the same ending flask-sock gives its routes.
+    """
+
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        if self.mode == "gunicorn":
+            raise StopIteration
+        if self.mode == "werkzeug":
+            return super().__call__(environ, start_response)
+        return []
 
 
-def register_websocket(app: Flask, settings_ping_s: float, max_message: int) -> None:
-    app.config.setdefault(
-        "SOCK_SERVER_OPTIONS", {"ping_interval": settings_ping_s, "max_message_size": max_message}
+@ws_blueprint.route("/ws", websocket=True)
+def websocket() -> Response:
+    """The upgrade, on simple-websocket directly rather than through flask-sock's ``route``:
+    flask-sock reads its server options from the app-wide ``SOCK_SERVER_OPTIONS``, which an app
+    embedding realtime may use for its own sockets; these are realtime's (the ping interval,
+    messages up to ``REALTIME_MAX_BODY``) and nobody else's."""
+    rt = state(current_app)
+    ws = Server(
+        request.environ,
+        ping_interval=rt.settings.ws_ping_s,
+        max_message_size=rt.settings.max_body,
     )
-    app.register_blueprint(ws_blueprint)
+    with contextlib.suppress(ConnectionClosed):
+        WebSocketSession(ws, rt, request.environ).run()
+    with contextlib.suppress(Exception):  # already closed, by either side
+        ws.close()
+    return _Handled(ws.mode)
 
 
 class TokenBucket:

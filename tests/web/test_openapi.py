@@ -103,7 +103,7 @@ def flask_operations(app: Any) -> set[tuple[str, str]]:
     OPTIONS are Flask's own on every route."""
     found = set()
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static" or rule.rule == "/ws":
+        if rule.endpoint.endswith("static") or rule.rule == "/ws":
             continue
         path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:

@@ -147,3 +147,19 @@ def test_a_publish_whose_body_trickles_gets_408_and_stores_nothing(
     assert redis_client.exists("{rt}:firehose") == 0
     fast = client.post("/publish", json={"topic": "slow", "data": "in time"}, headers=AUTH)
     assert fast.status_code == 201
+
+
+def test_an_embedded_app_bounds_only_realtimes_own_paths() -> None:
+    """In a host app the deadline wraps bodies sent to realtime's routes, not the host's."""
+    seen: dict[str, Any] = {}
+
+    def host(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen[environ["PATH_INFO"]] = environ["wsgi.input"]
+        return []
+
+    wrapped = bound_requests(host, 5.0, frozenset({"/rt/publish"}))
+    for path in ("/rt/publish", "/upload"):
+        body = io.BytesIO(b"x")
+        wrapped({"PATH_INFO": path, "CONTENT_LENGTH": "1", "wsgi.input": body}, lambda *_: None)
+    assert isinstance(seen["/rt/publish"], DeadlineInput)
+    assert not isinstance(seen["/upload"], DeadlineInput)

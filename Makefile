@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SOURCES := realtime tests bench app.py gunicorn.conf.py
+SOURCES := realtime tests bench examples app.py gunicorn.conf.py
 # The distribution was called realtime before it became flask-realtime: a .venv made then still
 # holds it, and two distributions must not own one package.
 UNINSTALL_OLD := $(BIN)/pip uninstall -q -y realtime >/dev/null 2>&1 || true

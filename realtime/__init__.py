@@ -15,13 +15,22 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from flask import Flask
 
+    from realtime.core.auth import Access
     from realtime.extension import Realtime
     from realtime.publisher import Publisher
 
 from realtime.core.errors import ClientError, RealtimeError
 from realtime.core.version import __version__
 
-__all__ = ["ClientError", "Publisher", "Realtime", "RealtimeError", "__version__", "create_app"]
+__all__ = [
+    "Access",
+    "ClientError",
+    "Publisher",
+    "Realtime",
+    "RealtimeError",
+    "__version__",
+    "create_app",
+]
 
 
 _SERVER_EXTRA = "flask-realtime[server]"
@@ -61,6 +70,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Access":  # PyJWT and cryptography load with it: not for every import of realtime
+        from realtime.core.auth import Access
+
+        return Access
     try:
         if name == "Realtime":
             from realtime.extension import Realtime

@@ -30,7 +30,7 @@ from realtime.storage.broker import Broker
 from realtime.storage.redis_server import embedded_redis
 from realtime.web import routes
 from realtime.web.slowrequest import bound_requests
-from realtime.web.state import EXTENSION_KEY, RealtimeState, state
+from realtime.web.state import EXTENSION_KEY, AuthorizeHook, Hooks, RealtimeState, state
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,22 @@ class Realtime:
 
     def __init__(self, app: Flask | None = None, *, url_prefix: str | None = None) -> None:
         self.app = app
+        self.hooks = Hooks()
         if app is not None:
             self.init_app(app, url_prefix=url_prefix)
+
+    def authorize(self, hook: AuthorizeHook) -> AuthorizeHook:
+        """Decorate the function that says what a request without a token may do.
+
+        It is called with the request (so Flask's ``session``, flask-login's ``current_user``
+        and every header are at hand) for ``/events``, ``/ws``, ``/presence`` and ``/publish``
+        when no token came with it, and returns a :class:`realtime.Access` (the topic patterns
+        it may follow and publish to, and who it is) or ``None`` (nothing: 401 unless the
+        topics are public). Tokens keep working beside it. Its grants rest on the app's session
+        cookie, so a publish through them needs an allowed ``Origin`` as the token cookie does.
+        """
+        self.hooks.authorize = hook
+        return hook
 
     @classmethod
     def service(cls, app: Flask) -> Realtime:
@@ -156,7 +170,7 @@ class Realtime:
             max_per_address=settings.max_connections_per_ip,
         )
         app.extensions[EXTENSION_KEY] = RealtimeState(
-            settings, broker, hub, verifier, Publisher.over(broker, settings), embedded
+            settings, broker, hub, verifier, Publisher.over(broker, settings), embedded, self.hooks
         )
         paths = routes.register(app, url_prefix=prefix, standalone=standalone)
         # Lets an SSE stream find gunicorn's response, to write live events straight to its

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from hashlib import sha256
 from urllib.parse import urlsplit
 
-from realtime.core.auth import FROM_COOKIE, FROM_QUERY, Grant
+from realtime.core.auth import FROM_APP, FROM_COOKIE, FROM_QUERY, Grant
 from realtime.core.errors import AuthError, Forbidden, RateLimited, TooManyRequests
 from realtime.core.topics import PatternSet
 
@@ -59,11 +59,18 @@ def authorize_publish(topics: Iterable[str], grant: Grant | None) -> Grant:
     return grant
 
 
-def publisher_scope(grant: Grant, token: str) -> str:
-    """Who a publisher is, for its idempotency keys and its rate: the token's ``sub``, or for a
-    token without one a digest of the token itself (which a retry sends again unchanged)."""
+#: The scope of publishers the app's authorize hook let in without naming them (no subject).
+UNNAMED_SESSION_SCOPE = "session"
+
+
+def publisher_scope(grant: Grant, token: str | None) -> str:
+    """Who a publisher is, for its idempotency keys and its rate: the token's (or the authorize
+    hook's) ``sub``, or for a token without one a digest of the token itself (which a retry
+    sends again unchanged); the hook's unnamed grants share one scope."""
     if grant.subject:
         return f"sub:{grant.subject}"
+    if token is None:
+        return UNNAMED_SESSION_SCOPE
     return "token:" + sha256(token.encode()).hexdigest()
 
 
@@ -123,19 +130,21 @@ def authorize_browser_publish(
 ) -> None:
     """Refuse a cross-site publish (403 ``origin_not_allowed``).
 
-    A token from the cookie publishes only with an allowed ``Origin``: every browser sends one
+    A token from the cookie (or a grant of the app's authorize hook, which rests on its session
+    cookie) publishes only with an allowed ``Origin``: every browser sends one
     with a POST, and a request carrying the cookie without one is treated as a forgery (a
     non-browser client sends its token in the ``Authorization`` header). A token from the query
     string is not sent by the browser on its own, but a page holding one could still publish
     with a plain form, so when an ``Origin`` comes with it, it must be allowed too.
     """
-    if source == FROM_COOKIE and origin is None:
+    if source in (FROM_COOKIE, FROM_APP) and origin is None:
+        credential = f"the {TOKEN_COOKIE} cookie" if source == FROM_COOKIE else "the app's session"
         raise Forbidden(
-            f"A publish authenticated by the {TOKEN_COOKIE} cookie must come from a page of an "
-            "allowed Origin; other clients send their token as Authorization: Bearer.",
+            f"A publish authenticated by {credential} must come from a page of an allowed "
+            "Origin; other clients send their token as Authorization: Bearer.",
             code="origin_not_allowed",
         )
-    if source in (FROM_COOKIE, FROM_QUERY) and not origin_allowed(
+    if source in (FROM_COOKIE, FROM_APP, FROM_QUERY) and not origin_allowed(
         origin, scheme=scheme, host=host, allowed=allowed
     ):
         raise Forbidden(

@@ -51,6 +51,7 @@ from realtime.core.topics import PatternSet
 __all__ = [
     "ANONYMOUS",
     "CLAIM",
+    "Access",
     "Grant",
     "TokenVerifier",
     "extract_token",
@@ -405,6 +406,28 @@ def parse_duration(text: str) -> int:
 FROM_HEADER = "header"
 FROM_COOKIE = "cookie"
 FROM_QUERY = "query"
+#: No token: the host app's authorize hook granted the request (from its session, as a rule),
+#: so, like the cookie, it is a credential the browser sends by itself.
+FROM_APP = "app"
+
+
+@dataclass(frozen=True)
+class Access:
+    """What an app's authorize hook (``@rt.authorize``) grants a request without a token: the
+    topic patterns it may follow and publish to (as a token's ``subscribe`` and ``publish``)
+    and who it is (a token's ``sub``: presence shows it, rate limits and idempotency keys are
+    counted by it)."""
+
+    subscribe: Sequence[str] = ()
+    publish: Sequence[str] = ()
+    subject: str | None = None
+
+    def grant(self) -> Grant:
+        """The :class:`Grant` these rights make; a pattern that is not one raises ValueError
+        (a bug in the hook, not the client's error)."""
+        if self.subject is not None and (not isinstance(self.subject, str) or not self.subject):
+            raise ValueError("Access.subject must be a non-empty string or None.")
+        return Grant(self.subject, PatternSet(self.subscribe), PatternSet(self.publish), None)
 
 
 def find_token(

@@ -20,7 +20,7 @@ from realtime.web.request import request_auth, request_body, request_form, rt
 def publish() -> tuple[Response, int]:
     state = rt()
     token, grant, source = request_auth()
-    if token is None or grant is None or source is None:
+    if grant is None or source is None:
         raise AuthError("Publishing needs a token with publish rights.", code="missing_token")
     settings = state.settings
     authorize_browser_publish(

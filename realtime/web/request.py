@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import current_app, request
 
 from realtime.core.access import TOKEN_COOKIE, TOKEN_QUERY
-from realtime.core.auth import Grant, find_token
+from realtime.core.auth import FROM_APP, Access, Grant, find_token
 from realtime.core.errors import BadRequest, PayloadTooLarge
 from realtime.web.state import RealtimeState, state
 
@@ -38,20 +38,42 @@ def request_token() -> tuple[str, str] | None:
     )
 
 
-def request_auth() -> tuple[str, Grant, str] | tuple[None, None, None]:
-    """The caller's token, its grant and where it came from, all ``None`` when no token was
-    given; a bad token raises 401. A publish needs the token itself too (an unnamed publisher's
-    scope is its digest), so it is read once with its grant rather than looked up again."""
+def request_auth() -> tuple[str | None, Grant, str] | tuple[None, None, None]:
+    """The caller's token, its grant and where it came from; a bad token raises 401.
+
+    Without a token, the grant of the app's authorize hook (:func:`app_grant`), with no token
+    and :data:`~realtime.core.auth.FROM_APP`; all ``None`` when that grants nothing either. A
+    publish needs the token itself too (an unnamed publisher's scope is its digest), so it is
+    read once with its grant rather than looked up again."""
     found = request_token()
     if found is None:
-        return None, None, None
+        grant = app_grant()
+        return (None, grant, FROM_APP) if grant is not None else (None, None, None)
     token, source = found
     return token, rt().verifier.verify(token), source
 
 
 def request_grant() -> Grant | None:
-    """The caller's grant, ``None`` when no token was given; a bad token raises 401."""
+    """The caller's grant, ``None`` when it has none (no token, nothing from the app's hook);
+    a bad token raises 401."""
     return request_auth()[1]
+
+
+def app_grant() -> Grant | None:
+    """What the app's ``@rt.authorize`` hook grants this request (which brought no token), or
+    ``None`` without a hook or when the hook says ``None`` (not signed in, say)."""
+    hook = rt().hooks.authorize
+    if hook is None:
+        return None
+    access = hook(request._get_current_object())  # type: ignore[attr-defined]
+    if access is None:
+        return None
+    if not isinstance(access, Access):
+        raise TypeError(
+            f"The @rt.authorize hook returned {type(access).__name__}: return a "
+            "realtime.Access(subscribe=[...], publish=[...], subject=...) or None."
+        )
+    return access.grant()
 
 
 def limit_body() -> None:

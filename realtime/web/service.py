@@ -32,10 +32,11 @@ def publish(
     drafts: Sequence[Draft],
     *,
     grant: Grant | None,
-    token: str,
+    token: str | None,
     idempotency_key: str | None,
 ) -> Published:
-    """Store ``drafts`` atomically for a caller holding ``grant`` (from ``token``).
+    """Store ``drafts`` atomically for a caller holding ``grant`` (from ``token``, or from the
+    app's authorize hook when ``token`` is ``None``).
 
     Refusals are the API's own: 403 for a topic the grant lacks, then those of
     :meth:`realtime.publisher.Publisher.store` (the rate limits, a reused idempotency key),

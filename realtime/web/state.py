@@ -7,10 +7,13 @@ to register them, and nothing imports the extension back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from realtime.core.auth import TokenVerifier
+from flask import Request
+
+from realtime.core.auth import Access, TokenVerifier
 from realtime.core.config import Settings
 from realtime.fanout.hub import Hub
 from realtime.publisher import Publisher
@@ -18,6 +21,19 @@ from realtime.storage.broker import Broker
 from realtime.storage.redis_server import RedisServer
 
 EXTENSION_KEY = "realtime"
+
+#: The host app's authorize hook: a request without a token in, what it may do out (``None``:
+#: nothing, as without a token).
+AuthorizeHook = Callable[[Request], Access | None]
+
+
+@dataclass
+class Hooks:
+    """What the host app plugs into realtime (``@rt.authorize``). One per extension, shared by
+    every app it was given, and read at each request, so a hook registered after ``init_app``
+    applies all the same."""
+
+    authorize: AuthorizeHook | None = None
 
 
 @dataclass
@@ -29,6 +45,7 @@ class RealtimeState:
     #: What ``rt.publish`` and every publishing door store through, on :attr:`broker`.
     publisher: Publisher
     embedded: RedisServer | None = None
+    hooks: Hooks = field(default_factory=Hooks)
 
 
 def state(app: Any) -> RealtimeState:

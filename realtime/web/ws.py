@@ -54,6 +54,7 @@ from realtime.fanout.slowclient import cut_on_overflow, server_socket
 from realtime.ops import metrics
 from realtime.storage.interface import ReplayCheck
 from realtime.web import service
+from realtime.web.request import app_grant
 from realtime.web.responses import error_response
 from realtime.web.state import RealtimeState, state
 
@@ -324,6 +325,8 @@ class WebSocketSession:
         if token is not None:
             self.grant = self.rt.verifier.verify(token)
             self.token = token
+        else:  # the app's authorize hook, from the upgrade request (its session cookie)
+            self.grant = app_grant()
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -431,7 +434,7 @@ class WebSocketSession:
         key = validate_idempotency_key(body.pop("idempotency_key", None))
         event = draft(body, self.settings.max_payload, "publish")
         published = service.publish(
-            self.rt, [event], grant=self.grant, token=self.token or "", idempotency_key=key
+            self.rt, [event], grant=self.grant, token=self.token, idempotency_key=key
         )
         self._queue("frame", encode("ack", req=message.req, id=published.ids[0]))
 

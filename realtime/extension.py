@@ -18,6 +18,7 @@ from typing import Any
 from flask import Flask, current_app, has_app_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from realtime import flask_cli
 from realtime.core.auth import TokenVerifier
 from realtime.core.config import load_settings
 from realtime.core.errors import ConfigError
@@ -170,8 +171,16 @@ class Realtime:
             max_per_address=settings.max_connections_per_ip,
         )
         app.extensions[EXTENSION_KEY] = RealtimeState(
-            settings, broker, hub, verifier, Publisher.over(broker, settings), embedded, self.hooks
+            settings,
+            broker,
+            hub,
+            verifier,
+            Publisher.over(broker, settings),
+            embedded,
+            self.hooks,
+            prefix,
         )
+        app.cli.add_command(flask_cli.group)  # flask --app ... realtime token|publish|listen
         paths = routes.register(app, url_prefix=prefix, standalone=standalone)
         # Lets an SSE stream find gunicorn's response, to write live events straight to its
         # socket (it only adds a key to the environ of each request).

@@ -108,6 +108,12 @@ class RequestError(RealtimeError):
         self.retry_after = retry_after
         self.attempts = attempts
 
+    @property
+    def error(self) -> str | None:
+        """The stable code, by the name the JSON body gives it (as the server's own
+        :class:`~realtime.core.errors.ClientError` has it)."""
+        return self.code
+
 
 class Refused(RequestError):
     """The server refused the request (a 4xx other than 408 and 429): the same request would

@@ -35,7 +35,7 @@ from realtime.client import (
 )
 from realtime.client import publish as publish_event
 from realtime.core.auth import mint_token, parse_duration
-from realtime.core.config import load_settings
+from realtime.core.config import Settings, load_settings
 from realtime.core.errors import ConfigError
 from realtime.core.version import __version__
 from realtime.ops.devsecret import dev_secret_path
@@ -159,35 +159,48 @@ def _report_retries(verbose: bool) -> None:
     logger.setLevel(logging.INFO)
 
 
+def token_options(command: F) -> F:
+    """What a minted token holds: ``--sub``, ``--publish``, ``--subscribe``, ``--ttl`` and the
+    ``--private-key`` to sign with; shared by ``realtime token`` and ``flask realtime token``."""
+    for option in reversed(_TOKEN_OPTIONS):
+        command = option(command)
+    return command
+
+
+_TOKEN_OPTIONS = [
+    click.option("--sub", "subject", default=None, help="The token's subject (who it is for)."),
+    click.option(
+        "--publish",
+        "publish",
+        multiple=True,
+        metavar="PATTERN",
+        help="A topic or glob the token may publish to; repeatable.",
+    ),
+    click.option(
+        "--subscribe",
+        "subscribe",
+        multiple=True,
+        metavar="PATTERN",
+        help="A topic or glob the token may subscribe to; repeatable.",
+    ),
+    click.option(
+        "--ttl",
+        default="1h",
+        show_default=True,
+        callback=_duration,
+        help="Lifetime: 90s, 15m, 12h, 30d, 2w, or 'never'.",
+    ),
+    click.option(
+        "--private-key",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="PEM private key for RS256/ES256 (the server holds the public half).",
+    ),
+]
+
+
 @main.command(short_help="Mint a token for a cron job, a service or a dashboard.")
-@click.option("--sub", "subject", default=None, help="The token's subject (who it is for).")
-@click.option(
-    "--publish",
-    "publish",
-    multiple=True,
-    metavar="PATTERN",
-    help="A topic or glob the token may publish to; repeatable.",
-)
-@click.option(
-    "--subscribe",
-    "subscribe",
-    multiple=True,
-    metavar="PATTERN",
-    help="A topic or glob the token may subscribe to; repeatable.",
-)
-@click.option(
-    "--ttl",
-    default="1h",
-    show_default=True,
-    callback=_duration,
-    help="Lifetime: 90s, 15m, 12h, 30d, 2w, or 'never'.",
-)
-@click.option(
-    "--private-key",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="PEM private key for RS256/ES256 (the server holds the public half).",
-)
+@token_options
 @click.option("--new-secret", is_flag=True, help="Print a fresh random HS256 secret and exit.")
 def token(
     subject: str | None,
@@ -217,6 +230,20 @@ def token(
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    click.echo(mint_with(settings, private_key, subject, publish, subscribe, ttl))
+
+
+def mint_with(
+    settings: Settings,
+    private_key: str | None,
+    subject: str | None,
+    publish: tuple[str, ...],
+    subscribe: tuple[str, ...],
+    ttl: int | None,
+) -> str:
+    """A token signed with the key ``settings`` name: ``REALTIME_JWT_SECRET``, the PEM file
+    ``private_key``, or (outside production) the development secret under
+    ``REALTIME_DATA_DIR``; both ``realtime token`` and ``flask realtime token`` mint here."""
     pem = None
     secret = settings.jwt_secret
     if private_key:
@@ -232,7 +259,7 @@ def token(
             )
         secret = path.read_text(encoding="ascii").strip()
     try:
-        minted = mint_token(
+        return mint_token(
             secret=secret,
             private_key=pem,
             subject=subject,
@@ -242,7 +269,6 @@ def token(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    click.echo(minted)
 
 
 # -- publish -------------------------------------------------------------------------------------

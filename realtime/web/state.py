@@ -46,6 +46,8 @@ class RealtimeState:
     publisher: Publisher
     embedded: RedisServer | None = None
     hooks: Hooks = field(default_factory=Hooks)
+    #: Where realtime's routes are mounted (``"/rt"``), ``None`` at the root.
+    url_prefix: str | None = None
 
 
 def state(app: Any) -> RealtimeState:

@@ -30,6 +30,7 @@ from realtime.publisher import Publisher
 from realtime.storage.broker import Broker
 from realtime.storage.redis_server import embedded_redis
 from realtime.web import routes
+from realtime.web.cors import enable_cors
 from realtime.web.slowrequest import bound_requests
 from realtime.web.state import EXTENSION_KEY, AuthorizeHook, Hooks, RealtimeState, state
 
@@ -181,6 +182,8 @@ class Realtime:
             prefix,
         )
         app.cli.add_command(flask_cli.group)  # flask --app ... realtime token|publish|listen
+        if settings.cors_origins:
+            enable_cors(app, settings.cors_origins, prefix)
         paths = routes.register(app, url_prefix=prefix, standalone=standalone)
         # Lets an SSE stream find gunicorn's response, to write live events straight to its
         # socket (it only adds a key to the environ of each request).

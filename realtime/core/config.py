@@ -148,6 +148,36 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
     return origins
 
 
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _cors_origins(name: str, raw: str) -> tuple[str, ...]:
+    """Exact origins, written as a browser sends them (``scheme://host[:port]``, lower case, no
+    default port), since CORS compares them as strings. No ``*``: with credentials (cookies,
+    the app's session) a browser accepts no wildcard, and a credentialed ``*`` would let every
+    site read every user's streams."""
+    origins = []
+    for entry in (o.strip() for o in raw.split(",")):
+        if not entry:
+            continue
+        if "*" in entry:
+            raise ConfigError(
+                f"{name} lists exact origins, such as https://app.example.com; {entry!r} is a "
+                "wildcard, which browsers refuse with credentials: list each origin."
+            )
+        scheme, sep, authority = entry.rstrip("/").lower().partition("://")
+        if not sep or scheme not in _DEFAULT_PORTS or not authority or "/" in authority:
+            raise ConfigError(
+                f"{name} entries look like https://app.example.com or http://localhost:3000 "
+                f"(a scheme, a host, maybe a port, no path), not {entry!r}."
+            )
+        host, _, port = authority.rpartition(":") if ":" in authority else (authority, "", "")
+        if port == _DEFAULT_PORTS[scheme]:
+            authority = host
+        origins.append(f"{scheme}://{authority}")
+    return tuple(dict.fromkeys(origins))
+
+
 def _metrics_token(name: str, raw: str) -> str | None:
     token = raw.strip()
     if not token:
@@ -215,6 +245,11 @@ class Settings:
     )
     allowed_origins: tuple[str, ...] = _setting(
         "", _origins, "Origins allowed to open a WebSocket; empty: same."
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        "",
+        _cors_origins,
+        "Exact origins whose pages may use /events, /publish, /presence with credentials.",
     )
     heartbeat_s: float = _setting(
         "15", _number(minimum=0.05), "Seconds between `: heartbeat` comments on a stream."
@@ -327,6 +362,13 @@ class Settings:
     @property
     def has_jwt_key(self) -> bool:
         return bool(self.jwt_secret or self.jwt_public_key)
+
+    @property
+    def trusted_origins(self) -> tuple[str, ...]:
+        """Origins whose pages may act with a user's credentials (a cookie publish, a WebSocket):
+        ``REALTIME_ALLOWED_ORIGINS`` and every ``REALTIME_CORS_ORIGINS`` entry, since allowing
+        a page to read streams with credentials is trusting it."""
+        return tuple(dict.fromkeys(self.allowed_origins + self.cors_origins))
 
     @property
     def worker_connections(self) -> int:

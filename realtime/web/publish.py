@@ -28,7 +28,7 @@ def publish() -> tuple[Response, int]:
         request.headers.get("Origin"),
         scheme=request.scheme,
         host=request.host,
-        allowed=settings.allowed_origins,
+        allowed=settings.trusted_origins,
     )
     idempotency = validate_idempotency_key(request.headers.get("Idempotency-Key"))
     json_body = request.mimetype == "application/json"

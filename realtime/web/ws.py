@@ -144,7 +144,7 @@ def _guard() -> Response | None:
         request.headers.get("Origin"),
         scheme=request.scheme,
         host=request.host,
-        allowed=rt.settings.allowed_origins,
+        allowed=rt.settings.trusted_origins,
     ):
         return _refusal(
             Forbidden(

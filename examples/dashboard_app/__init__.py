@@ -10,7 +10,8 @@ Run it (from the repository root, after ``make run`` once created ``.venv``)::
 
     .venv/bin/pip install flask-login
     .venv/bin/flask --app examples/dashboard_app run           # the development server, or
-    .venv/bin/gunicorn -c python:realtime.gunicorn_conf 'examples.dashboard_app:app'
+    .venv/bin/gunicorn -c python:realtime.gunicorn_conf --pythonpath examples \
+        'dashboard_app:create_app()'
 
 Then sign in as ``alice`` or ``bob`` (password: the name backwards, a demo).
 """
@@ -109,6 +110,3 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         return redirect(url_for("login"))
 
     return app
-
-
-app = create_app()

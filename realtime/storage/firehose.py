@@ -80,8 +80,9 @@ class FirehoseReader:
     def position(self) -> Position:
         return read_position(self._position, self.high_water)
 
-    def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[StoredEvent]:
-        """Firehose events with seq > ``after`` (waiting up to ``block_ms``), with their epochs."""
+    def read(self, after: int, *, block_ms: int | None, count: int = 1000) -> list[StoredEvent]:
+        """Firehose events with seq > ``after`` (waiting up to ``block_ms``; ``None``: not at
+        all, what is there now), with their epochs."""
         try:
             reply: Any = self._redis.xread(
                 {FIREHOSE_KEY: f"{after}-0"}, count=count, block=block_ms

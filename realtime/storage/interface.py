@@ -105,8 +105,9 @@ class Feed(Protocol):
         """The epoch and head seq, read together."""
         ...
 
-    def read(self, after: int, *, block_ms: int, count: int = 1000) -> list[StoredEvent]:
-        """Events with seq > ``after``, each with its epoch, waiting up to ``block_ms``."""
+    def read(self, after: int, *, block_ms: int | None, count: int = 1000) -> list[StoredEvent]:
+        """Events with seq > ``after``, each with its epoch, waiting up to ``block_ms`` (``None``:
+        only those there now)."""
         ...
 
     def close(self) -> None: ...

@@ -38,7 +38,7 @@ def dashboard(gunicorn_factory: Callable[..., Gunicorn], redis_url: str) -> Guni
             "python:realtime.gunicorn_conf",
             "--pythonpath",
             str(ROOT / "examples"),
-            "dashboard_app:app",
+            "dashboard_app:create_app()",
         ),
         health="/rt/healthz",
     )

@@ -17,6 +17,17 @@
 //   for: whether a subscribe ack's or a reset's `last_id` is newer than a topic's cursor.
 // - Nothing here drops "duplicate" events: the server promises exactly-once delivery, and
 //   hiding a duplicate would hide a server bug.
+// - Tokens end. With `getToken` (an async function returning a fresh token, typically from
+//   the page's own session) a stream that ends with `auth_expired` reconnects at once with a new
+//   token from where it stopped, and a socket renews its token with an `auth` message shortly
+//   before it expires. Without `getToken` an expired stream stops rather than retry a dead
+//   token for ever.
+
+/** Renew a socket's token this long before its `exp` (the server ends it at `exp`), or a
+ * third of its time left when that is shorter, so a short-lived token is not renewed in a loop. */
+const TOKEN_RENEW_EARLY_MS = 5000;
+/** A token with less than this left is renewed before connecting with it. */
+const TOKEN_MIN_LEFT_MS = 1000;
 
 /** The version of this client. */
 export const version = "0.1.0";
@@ -24,7 +35,7 @@ export const version = "0.1.0";
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 /** Event types the server itself sends on an SSE stream (publishers may not use them). */
-const CONTROL_TYPES = ["reset", "overflow", "shutdown"];
+const CONTROL_TYPES = ["reset", "overflow", "shutdown", "auth_expired"];
 /** Error codes that say "not now" rather than "no" (the server answers them with Retry-After):
  * a subscribe refused so is tried again. The server's registry holds this list (RETRYABLE). */
 const TRANSIENT_CODES = new Set([
@@ -142,6 +153,8 @@ function parseJson(text) {
 
 /**
  * @typedef {object} SubscribeHandlers
+ * @property {(info: {last_id: string}) => void} [onAuthExpired]
+ *   the token expired; with `getToken` the stream goes on with a new one, without it it stops
  * @property {(event: RealtimeEvent) => void} [onEvent]
  * @property {(info: ResetInfo) => void} [onReset]
  * @property {(info: {reason: string, last_id: string}) => void} [onOverflow]
@@ -151,8 +164,51 @@ function parseJson(text) {
  */
 
 /**
+ * A function that returns a fresh token (or a promise of one), e.g.
+ * `() => fetch("/realtime-token").then((r) => r.text())`.
+ * @typedef {() => (string|Promise<string>)} TokenSource
+ */
+
+/**
+ * @param {TokenSource|undefined} getToken
+ * @param {(error: Error) => void} [onError]
+ * @returns {Promise<string|null>} a fresh token, or null when there is no source or it failed
+ */
+async function fetchToken(getToken, onError) {
+  if (!getToken) return null;
+  try {
+    const token = await getToken();
+    return typeof token === "string" && token ? token : null;
+  } catch (error) {
+    onError?.(new RealtimeError("token_refresh_failed", String(error)));
+    return null;
+  }
+}
+
+/**
+ * Milliseconds until a JWT's `exp` (read, not verified: the server verifies), or null when it
+ * has none or is not a JWT.
+ * @param {string|null} token
+ * @returns {number|null}
+ */
+export function tokenExpiresInMs(token) {
+  const payload = typeof token === "string" ? token.split(".")[1] : undefined;
+  if (!payload) return null;
+  try {
+    const text = atob(payload.replace(/-/g, "+").replace(/_/g, "/"));
+    const exp = JSON.parse(text).exp;
+    return typeof exp === "number" ? exp * 1000 - Date.now() : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * @typedef {object} SubscribeOptions
  * @property {string} [token]    a JWT, sent as `?access_token=`
+ * @property {TokenSource} [getToken]  fresh tokens: asked before the first connect when no
+ *   `token` is given, when the stream ends with `auth_expired`, and before reconnecting after
+ *   the server refused the stream (its token may have expired meanwhile)
  * @property {string[]} [types]  event types to listen for besides `"message"`
  * @property {string} [lastId]   resume after this id instead of starting from now
  */
@@ -195,6 +251,8 @@ export function subscribe(url, topics, handlers = {}, options = {}) {
   let state = null;
   let closed = false;
   let timer = 0;
+  /** @type {string|null} */
+  let token = options.token || null;
 
   /** @param {ConnectionState} next */
   function setState(next) {
@@ -207,9 +265,17 @@ export function subscribe(url, topics, handlers = {}, options = {}) {
     const target = endpoint(url, "events");
     for (const topic of topics) target.searchParams.append("topic", topic);
     target.searchParams.set("envelope", "1");
-    if (options.token) target.searchParams.set("access_token", options.token);
+    if (token) target.searchParams.set("access_token", token);
     if (lastId) target.searchParams.set("lastEventId", lastId);
     return target.href;
+  }
+
+  /** Connect again, with a fresh token first when there is a source of them. */
+  async function reconnect() {
+    timer = 0;
+    if (closed) return;
+    if (options.getToken) token = (await fetchToken(options.getToken, handlers.onError)) || token;
+    if (!closed) connect();
   }
 
   /** @param {MessageEvent} message */
@@ -252,6 +318,24 @@ export function subscribe(url, topics, handlers = {}, options = {}) {
     if (message.lastEventId) lastId = message.lastEventId;
   }
 
+  /** @param {MessageEvent} message */
+  function onAuthExpired(message) {
+    // The token is dead: EventSource would reconnect with it, be refused, and give up. Close it
+    // and go on from where the stream stopped, with a new token if there is a source of them.
+    const info = parseJson(message.data) || {};
+    lastId = info.last_id || lastId;
+    source?.close();
+    source = null;
+    handlers.onAuthExpired?.(info);
+    if (!options.getToken) {
+      closed = true;
+      setState("closed");
+      return;
+    }
+    setState("connecting");
+    reconnect();
+  }
+
   function connect() {
     timer = 0;
     if (closed) return;
@@ -270,7 +354,7 @@ export function subscribe(url, topics, handlers = {}, options = {}) {
         es.close();
         source = null;
         setState("connecting");
-        timer = setTimeout(connect, backoff.next());
+        timer = setTimeout(reconnect, backoff.next());
       } else {
         setState("connecting"); // EventSource is reconnecting by itself
       }
@@ -282,9 +366,11 @@ export function subscribe(url, topics, handlers = {}, options = {}) {
     es.addEventListener("reset", onReset);
     es.addEventListener("overflow", onOverflow);
     es.addEventListener("shutdown", onShutdown);
+    es.addEventListener("auth_expired", onAuthExpired);
   }
 
-  connect();
+  if (!token && options.getToken) reconnect();
+  else connect();
   return {
     close() {
       closed = true;
@@ -307,6 +393,9 @@ export function subscribe(url, topics, handlers = {}, options = {}) {
 /**
  * @typedef {object} SocketOptions
  * @property {string} [token]          a JWT, sent as `?access_token=`
+ * @property {TokenSource} [getToken]  fresh tokens: asked before connecting when the token is
+ *   missing or about to expire, and shortly before it expires on an open socket, which then
+ *   sends it in an `auth` message (the connection, its subscriptions and cursors stay)
  * @property {string[]} [topics]       topics to subscribe to on connect
  * @property {(event: RealtimeEvent) => void} [onEvent]
  * @property {(info: ResetInfo) => void} [onReset]
@@ -382,6 +471,9 @@ export class RealtimeSocket {
     this._closed = false;
     this._nextReq = 1;
     this._timer = 0;
+    this._renewTimer = 0;
+    /** @type {string|null} */
+    this._token = options.token || null;
     this._backoff = new Backoff();
     for (const topic of options.topics || []) this._cursors.set(topic, null);
     this._connect();
@@ -487,6 +579,7 @@ export class RealtimeSocket {
     this._inFlight.clear();
     this._outbox = [];
     this._waiters = [];
+    clearTimeout(this._renewTimer);
     const ws = this._ws;
     this._ws = null;
     this._open = false;
@@ -496,14 +589,18 @@ export class RealtimeSocket {
 
   // -- connection --------------------------------------------------------------------------------
 
-  _connect() {
+  async _connect() {
     this._timer = 0;
     if (this._closed) return;
     this._setState("connecting");
+    if (this.options.getToken && this._tokenStale()) {
+      this._token = (await fetchToken(this.options.getToken, this.options.onError)) || this._token;
+      if (this._closed) return;
+    }
     const target = endpoint(this.url, "ws");
     if (target.protocol === "http:") target.protocol = "ws:";
     if (target.protocol === "https:") target.protocol = "wss:";
-    if (this.options.token) target.searchParams.set("access_token", this.options.token);
+    if (this._token) target.searchParams.set("access_token", this._token);
     let ws;
     try {
       ws = new WebSocket(target.href);
@@ -526,6 +623,35 @@ export class RealtimeSocket {
     this._timer = setTimeout(() => this._connect(), this._backoff.next());
   }
 
+  /** @returns {boolean} no token, or one that expires within TOKEN_MIN_LEFT_MS */
+  _tokenStale() {
+    if (!this._token) return true;
+    const left = tokenExpiresInMs(this._token);
+    return left !== null && left < TOKEN_MIN_LEFT_MS;
+  }
+
+  /** Renew the token of the open socket shortly before it expires (needs `getToken`). */
+  _scheduleRenewal() {
+    clearTimeout(this._renewTimer);
+    this._renewTimer = 0;
+    const left = tokenExpiresInMs(this._token);
+    if (!this.options.getToken || left === null || this._closed) return;
+    const early = Math.min(TOKEN_RENEW_EARLY_MS, left / 3);
+    this._renewTimer = setTimeout(() => this._renew(), Math.max(0, left - early));
+  }
+
+  async _renew() {
+    this._renewTimer = 0;
+    const token = await fetchToken(this.options.getToken, this.options.onError);
+    if (!token || this._closed) return;
+    this._token = token; // the next connect uses it too
+    if (!this._open) return;
+    this._request({ type: "auth", token }).then(
+      () => this._scheduleRenewal(),
+      (error) => this.options.onError?.(error),
+    );
+  }
+
   /** @param {ConnectionState} next */
   _setState(next) {
     if (next === this.state) return;
@@ -537,6 +663,7 @@ export class RealtimeSocket {
   _onClose(event) {
     this._ws = null;
     this._open = false;
+    clearTimeout(this._renewTimer);
     this._acked.clear();
     this._subscribing.clear();
     // Requests that were on the wire go again on the next connection (a publish carries its
@@ -589,6 +716,7 @@ export class RealtimeSocket {
     this._open = true;
     this.connectionId = frame.connection_id ?? null;
     this._backoff.reset();
+    this._scheduleRenewal();
     this._resubscribe();
     const queued = this._outbox;
     this._outbox = [];

@@ -64,15 +64,7 @@ def token(
 
 
 @group.command("publish", epilog=standalone.EXIT_CODES_HELP)
-@click.argument("topic")
-@click.argument("data")
-@click.option("--type", "event_type", default=None, help="The event type  [default: message]")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="DATA is a JSON value: sent as that value, delivered as its compact JSON text.",
-)
+@standalone.event_arguments
 @click.option(
     "--idempotency-key",
     default=None,

@@ -22,8 +22,9 @@ from typing import Any, NoReturn, cast  # noqa: E402
 
 import pytest  # noqa: E402
 import redis  # noqa: E402
+from flask import Flask  # noqa: E402
 
-from realtime import create_app  # noqa: E402
+from realtime import Realtime, create_app  # noqa: E402
 from realtime.core.auth import mint_token  # noqa: E402
 from realtime.storage.redis_server import (  # noqa: E402
     RedisServer,
@@ -175,6 +176,48 @@ def app_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
         rt = state(app)
         rt.hub.stop()
         rt.broker.close()
+
+
+def host_config(redis_url: str, data_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """What an app embedding realtime puts in its ``app.config`` for the tests."""
+    return {
+        "REALTIME_REDIS_URL": redis_url,
+        "REALTIME_JWT_SECRET": SECRET,
+        "REALTIME_DATA_DIR": str(data_dir),
+        "REALTIME_REDIS_POOL_SIZE": "4",
+        **overrides,
+    }
+
+
+HostApp = tuple[Flask, Realtime]
+
+
+@pytest.fixture
+def host_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., HostApp]]:
+    """``build(url_prefix=None, routes=None, **settings)``: an ordinary Flask app with realtime
+    embedded, as a team sets it up (settings in ``app.config``; ``routes(app)`` adds the host's
+    own before realtime); stopped at the end."""
+    built: list[Flask] = []
+
+    def build(
+        *,
+        url_prefix: str | None = None,
+        routes: Callable[[Flask], None] | None = None,
+        **settings: Any,
+    ) -> HostApp:
+        app = Flask("host")
+        app.config.update(host_config(redis_url, tmp_path / "var", **settings))
+        if routes is not None:
+            routes(app)
+        rt = Realtime(app, url_prefix=url_prefix)
+        built.append(app)
+        return app, rt
+
+    yield build
+    for app in built:
+        rt_state = state(app)
+        rt_state.hub.stop()
+        rt_state.broker.close()
 
 
 @pytest.fixture

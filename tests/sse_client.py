@@ -126,6 +126,15 @@ class SocketStream:
             return self.parser.feed(self._dechunk())
         return []
 
+    def until_closed(self, seconds: float) -> list[MessageEvent]:
+        """Every event until the server ends the stream (or ``seconds`` pass: check
+        :attr:`closed`)."""
+        events: list[MessageEvent] = []
+        deadline = time.monotonic() + seconds
+        while not self.closed and time.monotonic() < deadline:
+            events += self.read_events(deadline)
+        return events
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()

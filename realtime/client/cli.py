@@ -297,16 +297,24 @@ def read_data(data: str, as_json: bool) -> object:
         raise CommandFailed(f"DATA is not valid JSON: {exc}.") from None
 
 
+def event_arguments(command: F) -> F:
+    """TOPIC, DATA, ``--type`` and ``--json``: the event a publish command stores; shared by
+    ``realtime publish`` and ``flask realtime publish``."""
+    command = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="DATA is a JSON value: sent as that value, delivered as its compact JSON text.",
+    )(command)
+    command = click.option(
+        "--type", "event_type", default=None, help="The event type  [default: message]"
+    )(command)
+    command = click.argument("data")(command)
+    return click.argument("topic")(command)
+
+
 @main.command(epilog=EXIT_CODES_HELP)
-@click.argument("topic")
-@click.argument("data")
-@click.option("--type", "event_type", default=None, help="The event type  [default: message]")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="DATA is a JSON value: sent as that value, delivered as its compact JSON text.",
-)
+@event_arguments
 @click.option(
     "--retries",
     type=click.IntRange(min=0),

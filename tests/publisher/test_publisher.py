@@ -4,13 +4,13 @@ ids, checks and refusal codes as ``POST /publish``, and nothing written when ref
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from conftest import SECRET, make_token, stored_entries
+from conftest import host_config, make_token, stored_entries
 from flask import Flask
 
 import realtime
@@ -23,36 +23,6 @@ from realtime.web.state import state
 HTTP_SUBJECT = "http-publisher"
 TOKEN = make_token(publish=("*",), subscribe=(), subject=HTTP_SUBJECT)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def base_config(redis_url: str, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "REALTIME_REDIS_URL": redis_url,
-        "REALTIME_JWT_SECRET": SECRET,
-        "REALTIME_DATA_DIR": str(tmp_path / "var"),
-        "REALTIME_REDIS_POOL_SIZE": "4",
-    }
-    config.update(overrides)
-    return config
-
-
-@pytest.fixture
-def host_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., tuple[Flask, Realtime]]]:
-    """An ordinary Flask app with the extension, as a team embeds it."""
-    built: list[Flask] = []
-
-    def build(**overrides: Any) -> tuple[Flask, Realtime]:
-        app = Flask("host")
-        app.config.update(base_config(redis_url, tmp_path, **overrides))
-        rt = Realtime(app)
-        built.append(app)
-        return app, rt
-
-    yield build
-    for app in built:
-        rt_state = state(app)
-        rt_state.hub.stop()
-        rt_state.broker.close()
 
 
 def stored(client: redis.Redis, topic: str) -> list[tuple[bytes, bytes]]:
@@ -108,7 +78,7 @@ def test_one_extension_serves_several_apps(
     apps = []
     for db in (1, 2):
         app = Flask(f"app{db}")
-        app.config.update(base_config(f"{redis_server.url}/{db}", tmp_path / str(db)))
+        app.config.update(host_config(f"{redis_server.url}/{db}", tmp_path / str(db)))
         rt.init_app(app)
         apps.append(app)
     try:

@@ -238,10 +238,7 @@ def test_sigterm_ends_every_stream_with_shutdown_and_a_short_retry(
     started = time.monotonic()
     server.process.send_signal(15)
     for stream in streams:
-        events: list[Any] = []
-        deadline = time.monotonic() + 10
-        while not stream.closed and time.monotonic() < deadline:
-            events += stream.read_events(deadline)
+        events = stream.until_closed(10)
         assert stream.closed
         assert [e.type for e in events] == ["shutdown"]
         assert stream.parser.retry_ms is not None

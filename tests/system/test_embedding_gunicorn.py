@@ -151,10 +151,7 @@ def test_sigterm_drains_the_streams_under_the_hosts_own_gunicorn_config(shop: Gu
     started = time.monotonic()
     shop.process.send_signal(15)
     for stream in streams:
-        events: list[Any] = []
-        deadline = time.monotonic() + 10
-        while not stream.closed and time.monotonic() < deadline:
-            events += stream.read_events(deadline)
+        events = stream.until_closed(10)
         assert stream.closed
         assert [e.type for e in events] == ["shutdown"]
         stream.close()

@@ -7,17 +7,15 @@ login; ``tests/system/test_dashboard_app.py`` runs the example app's flask-login
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import SECRET, make_token
+from conftest import HostApp, make_token
 from flask import Flask, Request
 from sse_client import InProcessStream
 
 from realtime import Access, Realtime
-from realtime.web.state import state
 
 HOST = "http://localhost"  # the test client's own origin
 
@@ -32,28 +30,14 @@ def whoever(request: Request) -> Access | None:
 
 
 @pytest.fixture
-def host(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., tuple[Flask, Realtime]]]:
-    apps: list[Flask] = []
-
-    def build(hook: Callable[[Request], Any] | None = whoever) -> tuple[Flask, Realtime]:
-        app = Flask("host")
-        app.config.update(
-            REALTIME_REDIS_URL=redis_url,
-            REALTIME_JWT_SECRET=SECRET,
-            REALTIME_DATA_DIR=str(tmp_path / "var"),
-            REALTIME_REDIS_POOL_SIZE=4,
-            REALTIME_HEARTBEAT_S=5,
-        )
-        rt = Realtime(app)
+def host(host_factory: Callable[..., HostApp]) -> Callable[..., HostApp]:
+    def build(hook: Callable[[Request], Any] | None = whoever) -> HostApp:
+        app, rt = host_factory(REALTIME_HEARTBEAT_S=5)
         if hook is not None:
             rt.authorize(hook)  # after init_app, as a module-level decorator often runs
-        apps.append(app)
         return app, rt
 
-    yield build
-    for app in apps:
-        state(app).hub.stop()
-        state(app).broker.close()
+    return build
 
 
 def test_a_signed_in_user_follows_their_own_topic(

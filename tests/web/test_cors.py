@@ -6,51 +6,37 @@ In process; ``tests/system/test_cors_browser.py`` proves it in Chromium across t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import SECRET, make_token
+from conftest import HostApp, make_token
 from flask import Flask
 
-from realtime import Realtime
 from realtime.core.access import TOKEN_COOKIE
 from realtime.core.config import load_settings
 from realtime.core.errors import ConfigError
-from realtime.web.state import state
 
 DASHBOARD = "https://dashboard.example.com"
 OTHER = "https://evil.example"
 TOKEN = make_token()
 
 
+def upload_route(app: Flask) -> None:
+    @app.post("/upload")
+    def upload() -> str:
+        return "ok"
+
+
 @pytest.fixture
-def host(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    apps: list[Flask] = []
+def host(host_factory: Callable[..., HostApp]) -> Callable[..., Flask]:
+    """A host app with a route of its own and realtime under /rt, CORS for ``cors``."""
 
-    def build(cors: str = DASHBOARD, prefix: str | None = "/rt") -> Flask:
-        app = Flask("host")
-        app.config.update(
-            REALTIME_REDIS_URL=redis_url,
-            REALTIME_JWT_SECRET=SECRET,
-            REALTIME_DATA_DIR=str(tmp_path / "var"),
-            REALTIME_REDIS_POOL_SIZE=4,
-            REALTIME_CORS_ORIGINS=cors,
-        )
-
-        @app.post("/upload")
-        def upload() -> str:
-            return "ok"
-
-        Realtime(app, url_prefix=prefix)
-        apps.append(app)
+    def build(cors: str = DASHBOARD) -> Flask:
+        app, _ = host_factory(url_prefix="/rt", routes=upload_route, REALTIME_CORS_ORIGINS=cors)
         return app
 
-    yield build
-    for app in apps:
-        state(app).hub.stop()
-        state(app).broker.close()
+    return build
 
 
 def preflight(client: Any, path: str, origin: str, method: str, headers: str) -> Any:

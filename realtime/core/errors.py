@@ -34,6 +34,7 @@ HTTP_ERRORS: Mapping[int, tuple[str, ...]] = {
         "idempotency_key_reused",
         "presence_off",
         "invalid_handshake",
+        "invalid_selector",
     ),
     401: (
         "missing_token",

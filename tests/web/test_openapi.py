@@ -160,7 +160,10 @@ def test_every_error_response_is_the_error_schema_with_codes_of_its_status() -> 
     seen.update(code for response in router for code in error_codes_of(response))
     # Every code is answerable somewhere over HTTP, but the WebSocket's own.
     only_websocket = {"draining", "invalid_handshake", "unsupported_websocket_version"}
-    assert {c for codes in ERRORS.values() for c in codes} - seen == only_websocket
+    # The Mercure hub's own (issue 14): its door at /.well-known/mercure, documented with it, is
+    # not built yet; only its selector parsing is.
+    only_mercure = {"invalid_selector"}
+    assert {c for codes in ERRORS.values() for c in codes} - seen == only_websocket | only_mercure
 
 
 def test_documented_request_examples_are_accepted(client: Any) -> None:

@@ -1,0 +1,10 @@
+"""The Mercure hub front door (issue 14), beside ``/events``, ``/publish`` and ``/ws``.
+
+Built in layers like the rest: what is pure about Mercure (its topic selectors, its token
+shapes, its update forms) comes first, table-tested against both published drafts
+(``../shared/reference/mercure``); the views at ``/.well-known/mercure`` will sit on top of them
+and of the same storage and fan-out as every other door.
+
+- :mod:`realtime.mercure.selectors`: ``topic`` (draft 07: ``*``, exact, URI Template),
+  ``match`` / ``match_exact`` and ``match_urlpattern`` (draft 08).
+"""

@@ -35,6 +35,8 @@ HTTP_ERRORS: Mapping[int, tuple[str, ...]] = {
         "presence_off",
         "invalid_handshake",
         "invalid_selector",
+        "invalid_id",
+        "invalid_retry",
     ),
     401: (
         "missing_token",

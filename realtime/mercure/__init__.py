@@ -7,4 +7,7 @@ and of the same storage and fan-out as every other door.
 
 - :mod:`realtime.mercure.selectors`: ``topic`` (draft 07: ``*``, exact, URI Template),
   ``match`` / ``match_exact`` and ``match_urlpattern`` (draft 08).
+- :mod:`realtime.mercure.updates`: a publish form into a checked :class:`Update` (topics and
+  alternates, data, private, the publisher's id, type, retry).
+- :mod:`realtime.mercure.text`: the character rule every Mercure identifier shares.
 """

@@ -28,7 +28,6 @@ is not a URL never matches one.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +35,7 @@ import uri_template
 import urlpattern
 
 from realtime.core.errors import BadRequest
+from realtime.mercure.text import check_characters
 
 #: The wildcard selector of both drafts.
 WILDCARD = "*"
@@ -143,12 +143,7 @@ def _check_text(name: str, value: str) -> None:
             f"A {name} value is {len(value)} characters; at most {MAX_SELECTOR_LENGTH}.",
             code="invalid_selector",
         )
-    for char in value:
-        if unicodedata.category(char) in ("Cc", "Cf"):
-            raise BadRequest(
-                f"A {name} value holds the control or format character U+{ord(char):04X}.",
-                code="invalid_selector",
-            )
+    check_characters(f"A {name} value", value, "invalid_selector")
 
 
 def compile_selector(name: str, value: str, *, base: str) -> Selector:

@@ -9,5 +9,7 @@ and of the same storage and fan-out as every other door.
   ``match`` / ``match_exact`` and ``match_urlpattern`` (draft 08).
 - :mod:`realtime.mercure.updates`: a publish form into a checked :class:`Update` (topics and
   alternates, data, private, the publisher's id, type, retry).
+- :mod:`realtime.mercure.tokens`: what a token grants (draft 07's ``mercure`` claim, draft
+  08's ``at+jwt`` with ``authorization_details``) and where a request carries it.
 - :mod:`realtime.mercure.text`: the character rule every Mercure identifier shares.
 """

@@ -67,24 +67,33 @@ def _names(names: Sequence[str], explode: bool) -> str:
 
 
 def _expression_regex(operator: str | None, names: Sequence[str], explode: bool) -> str:
-    """What one ``{...}`` expression can expand to (RFC 6570 3.2, an empty value included)."""
+    """What one ``{...}`` expression can expand to (RFC 6570 3.2, an empty value included).
+
+    Without an explode modifier each variable writes at most one value, so an expression of
+    ``n`` variables repeats its part at most ``n`` times (``{/id}`` is one path segment); an
+    exploded list or map may write any number."""
     value = f"{_UNRESERVED}*"
+    most = "" if explode else str(len(names))
+    again = "*" if explode else "{0," + str(len(names) - 1) + "}"
     if operator == "+":
         return f"{_RESERVED}*"
     if operator == "#":
         return f"(?:#{_RESERVED}*)?"
     if operator == ".":
-        return rf"(?:\.{_UNRESERVED_NO_DOT}*)*"
+        # A value may hold dots (unreserved), but only a lone label may match them: where
+        # labels repeat, a dot inside one could split them every way.
+        label = _UNRESERVED if not explode and len(names) == 1 else _UNRESERVED_NO_DOT
+        return rf"(?:\.{label}*){{0,{most}}}"
     if operator == "/":
-        return f"(?:/{value})*"
+        return f"(?:/{value}){{0,{most}}}"
     if operator == ";":
-        return f"(?:;{_names(names, explode)}(?:={value})?)*"
+        return f"(?:;{_names(names, explode)}(?:={value})?){{0,{most}}}"
     if operator == "?":
         pair = f"{_names(names, explode)}={value}"
-        return rf"(?:\?{pair}(?:&{pair})*)?"
+        return rf"(?:\?{pair}(?:&{pair}){again})?"
     if operator == "&":
-        return f"(?:&{_names(names, explode)}={value})*"
-    return f"{value}(?:,{value})*"  # simple string expansion: values joined by commas
+        return f"(?:&{_names(names, explode)}={value}){{0,{most}}}"
+    return f"{value}(?:,{value}){again}"  # simple string expansion: values joined by commas
 
 
 def template_regex(template: str) -> re.Pattern[str] | None:

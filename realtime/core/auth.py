@@ -337,6 +337,41 @@ class TokenVerifier:
         self._check_times(expires_at, not_before, current)
         return _Verified(_grant_from_claims(claims, expires_at), expires_at, not_before)
 
+    def verified_claims(
+        self, token: str, *, now: float | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The header and claims of a token signed with this verifier's key, for a front door
+        whose tokens have another shape (the Mercure hub's): the same one algorithm and key,
+        ``exp`` and ``nbf`` checked against ``now``, nothing read of the claims beyond. ``aud``
+        is left to the caller (a Mercure token names its hub there); refusals are 401 as in
+        :meth:`verify`."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise AuthError(
+                f"The token is {len(token)} characters long; the limit is {MAX_TOKEN_LENGTH}.",
+                code="token_too_large",
+            )
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self.algorithm],
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "enforce_minimum_key_length": True,
+                },
+            )
+            # After the signature, which covers it: the header is what the signer wrote.
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _invalid(_describe(exc, self.algorithm)) from exc
+        expires_at = _numeric_date(claims, "exp")
+        not_before = _numeric_date(claims, "nbf")
+        self._check_times(expires_at, not_before, time.time() if now is None else now)
+        return header, claims
+
     def _check_times(self, expires_at: float | None, not_before: float | None, now: float) -> None:
         """``exp`` and ``nbf`` against ``now``: run on every use, remembered token or not."""
         if expires_at is not None and expires_at <= now - self.leeway_s:

@@ -595,3 +595,33 @@ def test_find_token_says_where_the_token_came_from(
     authorization: str | None, cookie: str | None, query: str | None, expected: object
 ) -> None:
     assert find_token(authorization=authorization, cookie=cookie, query=query) == expected
+
+
+# -- verified_claims: the same key for a door with other token shapes (the Mercure hub) -----------
+
+
+def test_verified_claims_gives_a_signed_tokens_header_and_claims_aud_and_all() -> None:
+    claims = {"sub": "s", "aud": "https://hub.example/.well-known/mercure", "exp": NOW + 60}
+    token = jwt.encode(claims, SECRET, algorithm="HS256", headers={"typ": "at+jwt"})
+    header, got = TokenVerifier(secret=SECRET).verified_claims(token, now=NOW)
+    assert header["typ"] == "at+jwt"
+    assert got == claims
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        (
+            jwt.encode({"exp": NOW + 60}, "another-secret-" + "y" * 40, algorithm="HS256"),
+            "invalid_token",
+        ),
+        (jwt.encode({"exp": NOW - 1}, SECRET, algorithm="HS256"), "token_expired"),
+        (jwt.encode({"nbf": NOW + 60}, SECRET, algorithm="HS256"), "invalid_token"),
+        (jwt.encode({"sub": "x"}, None, algorithm="none"), "invalid_token"),
+        ("x" * 5000, "token_too_large"),
+    ],
+)
+def test_verified_claims_refuses_as_verify_does(token: str, code: str) -> None:
+    with pytest.raises(AuthError) as raised:
+        TokenVerifier(secret=SECRET).verified_claims(token, now=NOW)
+    assert raised.value.code == code

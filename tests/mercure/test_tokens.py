@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from realtime.core.auth import TokenVerifier
 from realtime.core.errors import AuthError
 from realtime.mercure.tokens import (
     DETAIL_TYPE,
@@ -16,6 +18,7 @@ from realtime.mercure.tokens import (
     FROM_QUERY,
     find_token,
     grant_from_claims,
+    verify,
 )
 
 HUB = "https://hub.example/.well-known/mercure"
@@ -225,3 +228,77 @@ def test_a_private_update_is_readable_only_through_a_granted_topic(
 
     expected = any(plain_match(s, t) for s in granted for t in update_topics)
     assert grant.can_read(update_topics) is expected
+
+
+# -- signed tokens of both shapes, found where each draft puts them ------------------------------
+
+SECRET = "mercure-test-secret-" + "z" * 40
+NOW = 1_700_000_000
+
+
+def signed(claims: dict[str, Any], typ: str = "JWT", secret: str = SECRET) -> str:
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"typ": typ})
+
+
+DRAFT_07 = signed({"mercure": {"publish": ["https://example.com/books/{id}"]}})
+DRAFT_08 = signed(
+    {
+        "iss": "https://app.example",
+        "aud": HUB,
+        "sub": "pub",
+        "exp": NOW + 60,
+        "authorization_details": [
+            detail(
+                ["publish"],
+                [{"match": "https://example.com/books/:id", "match_type": "urlpattern"}],
+            )
+        ],
+    },
+    typ="at+jwt",
+)
+
+SIGNED: list[tuple[str, dict[str, Any], bool]] = [
+    ("07 in the header", {"authorization": f"Bearer {DRAFT_07}"}, True),
+    ("07 in the query", {"query": DRAFT_07}, True),
+    ("07 in its cookie", {"cookies": {"mercureAuthorization": DRAFT_07}}, True),
+    ("08 in the header", {"authorization": f"Bearer {DRAFT_08}"}, True),
+    ("08 in its cookie", {"cookies": {"__Secure-mercure_access_token": DRAFT_08}}, True),
+    (
+        "header wins over a bad cookie",
+        {"authorization": f"Bearer {DRAFT_07}", "cookies": {"mercureAuthorization": "junk"}},
+        True,
+    ),
+    ("wrong key", {"authorization": "Bearer " + signed({"mercure": {}}, secret="k" * 40)}, False),
+    ("expired", {"authorization": "Bearer " + signed({"exp": NOW - 1, "mercure": {}})}, False),
+    ("garbage", {"query": "not.a.jwt"}, False),
+    (
+        "08 for another hub",
+        {
+            "authorization": "Bearer "
+            + signed({"aud": "https://other/.well-known/mercure", "exp": NOW + 60}, typ="at+jwt")
+        },
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("where", "accepted"), [s[1:] for s in SIGNED], ids=[s[0] for s in SIGNED])
+def test_signed_tokens_are_accepted_or_refused_as_each_draft_says(
+    where: dict[str, Any], accepted: bool
+) -> None:
+    found = find_token(
+        authorization=where.get("authorization"),
+        query=where.get("query"),
+        cookies=where.get("cookies", {}),
+    )
+    assert found is not None
+    verifier = TokenVerifier(secret=SECRET)
+    if not accepted:
+        with pytest.raises(AuthError) as raised:
+            verify(verifier, found[0], base=HUB, audience=HUB, now=NOW)
+        assert raised.value.code == "invalid_token"  # never why: expired looks like forged
+        return
+    audience = HUB if found[0] == DRAFT_08 else None  # draft 07 tokens name no audience
+    grant = verify(verifier, found[0], base=HUB, audience=audience, now=NOW)
+    assert grant.can_publish(["https://example.com/books/1"])
+    assert not grant.can_publish(["https://example.com/authors/1"])

@@ -11,5 +11,7 @@ and of the same storage and fan-out as every other door.
   alternates, data, private, the publisher's id, type, retry).
 - :mod:`realtime.mercure.tokens`: what a token grants (draft 07's ``mercure`` claim, draft
   08's ``at+jwt`` with ``authorization_details``) and where a request carries it.
+- :mod:`realtime.mercure.subscriptions`: subscription documents, event topics, collections
+  and API paths, in the shape of the draft each client speaks.
 - :mod:`realtime.mercure.text`: the character rule every Mercure identifier shares.
 """

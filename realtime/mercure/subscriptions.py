@@ -106,8 +106,9 @@ def parse_api_path(path: str, hub_path: str) -> ApiRequest | None:
     segments = [unquote(s) for s in path[len(base) + 1 :].split("/")]
     if any(not segment for segment in segments):
         return None
-    if segments and segments[0] in MATCH_TYPES and 2 <= len(segments) <= 3:
-        return ApiRequest(DRAFT_08, segments[0], segments[1], (segments[2:] or [None])[0])
-    if 1 <= len(segments) <= 2:
-        return ApiRequest(DRAFT_07, None, segments[0], (segments[1:] or [None])[0])
+    if segments[0] in MATCH_TYPES and 2 <= len(segments) <= 3:
+        subscriber = segments[2] if len(segments) == 3 else None
+        return ApiRequest(DRAFT_08, segments[0], segments[1], subscriber)
+    if len(segments) <= 2:
+        return ApiRequest(DRAFT_07, None, segments[0], segments[1] if len(segments) == 2 else None)
     return None

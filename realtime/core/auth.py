@@ -315,10 +315,11 @@ class TokenVerifier:
                     break
         return verified.grant
 
-    def _verify_signed(self, token: str, current: float) -> _Verified:
-        """The full check of a token not seen before: signature, claim shapes, then the clock."""
+    def _decode(self, token: str, *, check_audience: bool = True) -> dict[str, Any]:
+        """The claims of a token signed with this verifier's one algorithm and key; the time
+        claims are checked by the caller, against its own clock."""
         try:
-            claims = jwt.decode(
+            claims: dict[str, Any] = jwt.decode(
                 token,
                 self._key,
                 algorithms=[self.algorithm],
@@ -326,11 +327,17 @@ class TokenVerifier:
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
+                    "verify_aud": check_audience,
                     "enforce_minimum_key_length": True,
                 },
             )
         except jwt.PyJWTError as exc:
             raise _invalid(_describe(exc, self.algorithm)) from exc
+        return claims
+
+    def _verify_signed(self, token: str, current: float) -> _Verified:
+        """The full check of a token not seen before: signature, claim shapes, then the clock."""
+        claims = self._decode(token)
         expires_at = _numeric_date(claims, "exp")
         not_before = _numeric_date(claims, "nbf")
         _numeric_date(claims, "iat")  # shape only: a future iat is clock skew, not an attack
@@ -350,23 +357,9 @@ class TokenVerifier:
                 f"The token is {len(token)} characters long; the limit is {MAX_TOKEN_LENGTH}.",
                 code="token_too_large",
             )
-        try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=[self.algorithm],
-                options={
-                    "verify_exp": False,
-                    "verify_nbf": False,
-                    "verify_iat": False,
-                    "verify_aud": False,
-                    "enforce_minimum_key_length": True,
-                },
-            )
-            # After the signature, which covers it: the header is what the signer wrote.
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise _invalid(_describe(exc, self.algorithm)) from exc
+        claims = self._decode(token, check_audience=False)
+        # After the signature, which covers it: the header is what the signer wrote.
+        header = jwt.get_unverified_header(token)
         expires_at = _numeric_date(claims, "exp")
         not_before = _numeric_date(claims, "nbf")
         self._check_times(expires_at, not_before, time.time() if now is None else now)

@@ -29,6 +29,7 @@ class StoredEvent:
         "_envelope",
         "_frame",
         "_ws",
+        "attrs",
         "data",
         "epoch",
         "published_ms",
@@ -38,7 +39,15 @@ class StoredEvent:
     )
 
     def __init__(
-        self, *, epoch: str, seq: int, topic: str, type: str, data: str, published_ms: int = 0
+        self,
+        *,
+        epoch: str,
+        seq: int,
+        topic: str,
+        type: str,
+        data: str,
+        published_ms: int = 0,
+        attrs: str = "",
     ) -> None:
         self.epoch = epoch
         self.seq = seq
@@ -46,6 +55,8 @@ class StoredEvent:
         self.type = type
         self.data = data
         self.published_ms = published_ms
+        #: What a front door stored beside the event for itself (see :attr:`Draft.attrs`).
+        self.attrs = attrs
         self._frame: bytes | None = None
         self._envelope: bytes | None = None
         self._ws: str | None = None
@@ -157,6 +168,9 @@ class Draft:
     topic: str
     type: str
     data: str
+    #: Text a front door keeps with the event for itself, opaque to the storage and the
+    #: fan-out (the Mercure hub's alternate topics, privacy and publisher id); empty for most.
+    attrs: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,8 +71,13 @@ from realtime.storage.keys import (
 
 
 def fingerprint(drafts: Sequence[Draft]) -> str:
-    """A digest of a publish request: a reused ``Idempotency-Key`` with other content is caught."""
-    payload = json.dumps([[d.topic, d.type, d.data] for d in drafts], ensure_ascii=False)
+    """A digest of a publish request: a reused ``Idempotency-Key`` with other content is caught.
+    Attributes count only when there are some, so a key stored before they existed still
+    recognises its retry."""
+    payload = json.dumps(
+        [[d.topic, d.type, d.data, *([d.attrs] if d.attrs else [])] for d in drafts],
+        ensure_ascii=False,
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -247,7 +252,7 @@ class Broker:
             len(drafts),
         ]
         for d in drafts:
-            args += [d.topic, d.type, d.data]
+            args += [d.topic, d.type, d.data, d.attrs]
         started = time.perf_counter()
         result = self._publish_lane()(keys, args)
         metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)

@@ -60,6 +60,36 @@ def test_publish_writes_topic_stream_and_firehose_with_seq_ids(
     assert fh[b"e"].decode() == published.epoch
 
 
+def test_attributes_are_kept_beside_an_event_and_read_back_everywhere(
+    broker: Broker, raw: redis.Redis
+) -> None:
+    """A front door's attributes travel with the event: in its topic stream and the firehose,
+    through a replay and the live feed; an event without any stores no field for them."""
+    reader = broker.reader()
+    try:
+        epoch, head = reader.position()
+        with_attrs = Draft(topic="a", type="message", data="x", attrs='{"private":true}')
+        broker.publish([with_attrs, draft("a", "plain")])
+        live = reader.read(head, block_ms=100)
+    finally:
+        reader.close()
+    assert [e.attrs for e in live] == ['{"private":true}', ""]
+    replayed = list(broker.replay(["a"], epoch, head, head + 2))
+    assert [e.attrs for e in replayed] == ['{"private":true}', ""]
+    [(_, first), (_, second)] = stored_entries(raw, topic_key("a"))
+    assert first[b"x"] == b'{"private":true}'
+    assert b"x" not in second
+    assert b"x" not in stored_entries(raw, FIREHOSE_KEY)[1][1]
+
+
+def test_an_idempotent_retry_is_recognised_with_its_attributes(broker: Broker) -> None:
+    event = Draft(topic="a", type="message", data="x", attrs="meta")
+    first = broker.publish([event], idempotency="k")
+    assert broker.publish([event], idempotency="k").seqs == first.seqs
+    with pytest.raises(IdempotencyConflict):
+        broker.publish([Draft(topic="a", type="message", data="x", attrs="other")], idempotency="k")
+
+
 def test_epoch_is_created_once_and_kept(broker: Broker, raw: redis.Redis) -> None:
     epoch, head = broker.position()
     assert head == 0

@@ -4,7 +4,7 @@
 --       clock, then topic stream and marker x n
 -- ARGV: candidate epoch, now ms, maxlen, ttl ms, firehose maxlen, idem ttl s, use idem,
 --       fingerprint, rate (events/s, 0: unlimited), burst, new topics per minute (0: unlimited),
---       expiry margin ms, n, then topic, type, data for each
+--       expiry margin ms, n, then topic, type, data, attrs for each (attrs: '' for none)
 -- CLOCK_EVERY_MS (how often the clock takes a point) is defined ahead of this file when it is
 -- loaded (realtime.storage.scripts), from realtime.storage.keys.
 local use_idem = ARGV[7] == '1'
@@ -16,7 +16,7 @@ if use_idem then
 end
 local now = tonumber(ARGV[2])
 local n = tonumber(ARGV[13])
-local FIRST_TOPIC_KEY, FIRST_TOPIC_ARG = 9, 13
+local FIRST_TOPIC_KEY, FIRST_TOPIC_ARG, ARGS_PER_EVENT = 9, 13, 4
 
 -- A token bucket of `rate` a second and `burst` at most, shared by every worker and host: its
 -- tokens after refilling, and the answer if `cost` is more than it holds. Nothing is written.
@@ -44,7 +44,7 @@ end
 local new_topics = {}
 local created = 0
 for i = 1, n do
-  local topic = ARGV[FIRST_TOPIC_ARG + (i - 1) * 3 + 1]
+  local topic = ARGV[FIRST_TOPIC_ARG + (i - 1) * ARGS_PER_EVENT + 1]
   if new_topics[topic] == nil then
     new_topics[topic] = redis.call('EXISTS', KEYS[FIRST_TOPIC_KEY + (i - 1) * 2]) == 0
     if new_topics[topic] then created = created + 1 end
@@ -71,20 +71,26 @@ if created > 0 and ttl_ms > 0 then bound = horizon(KEYS[8], KEYS[2], now, ttl_ms
 local last = redis.call('INCRBY', KEYS[2], n)
 local first = last - n + 1
 for i = 1, n do
-  local base = FIRST_TOPIC_ARG + (i - 1) * 3
-  local topic, etype, data = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local base = FIRST_TOPIC_ARG + (i - 1) * ARGS_PER_EVENT
+  local topic, etype, data, attrs = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
   local key = KEYS[FIRST_TOPIC_KEY + (i - 1) * 2]
   if new_topics[topic] then
     new_topics[topic] = false
     if bound > 0 then redis.call('SET', KEYS[FIRST_TOPIC_KEY + (i - 1) * 2 + 1], bound) end
   end
   local id = (first + i - 1) .. '-0'
-  redis.call('XADD', key, id, 't', now, 'y', etype, 'd', data)
-  redis.call('XADD', KEYS[3], id, 't', now, 'p', topic, 'y', etype, 'd', data, 'e', epoch)
+  if attrs == '' then
+    redis.call('XADD', key, id, 't', now, 'y', etype, 'd', data)
+    redis.call('XADD', KEYS[3], id, 't', now, 'p', topic, 'y', etype, 'd', data, 'e', epoch)
+  else
+    redis.call('XADD', key, id, 't', now, 'y', etype, 'd', data, 'x', attrs)
+    redis.call('XADD', KEYS[3], id, 't', now, 'p', topic, 'y', etype, 'd', data, 'e', epoch,
+      'x', attrs)
+  end
 end
 local trimmed = {}
 for i = 1, n do
-  local topic = ARGV[FIRST_TOPIC_ARG + (i - 1) * 3 + 1]
+  local topic = ARGV[FIRST_TOPIC_ARG + (i - 1) * ARGS_PER_EVENT + 1]
   if not trimmed[topic] then
     trimmed[topic] = true
     local key, mkey = KEYS[FIRST_TOPIC_KEY + (i - 1) * 2], KEYS[FIRST_TOPIC_KEY + (i - 1) * 2 + 1]

@@ -29,6 +29,7 @@ class StoredEvent:
         "_envelope",
         "_frame",
         "_ws",
+        "alias",
         "attrs",
         "data",
         "epoch",
@@ -48,6 +49,7 @@ class StoredEvent:
         data: str,
         published_ms: int = 0,
         attrs: str = "",
+        alias: str = "",
     ) -> None:
         self.epoch = epoch
         self.seq = seq
@@ -57,6 +59,8 @@ class StoredEvent:
         self.published_ms = published_ms
         #: What a front door stored beside the event for itself (see :attr:`Draft.attrs`).
         self.attrs = attrs
+        #: The publisher's own id for the event, if it gave one (see :attr:`Draft.alias`).
+        self.alias = alias
         self._frame: bytes | None = None
         self._envelope: bytes | None = None
         self._ws: str | None = None
@@ -169,8 +173,11 @@ class Draft:
     type: str
     data: str
     #: Text a front door keeps with the event for itself, opaque to the storage and the
-    #: fan-out (the Mercure hub's alternate topics, privacy and publisher id); empty for most.
+    #: fan-out (the Mercure hub's alternate topics and privacy); empty for most.
     attrs: str = ""
+    #: A publisher's own id for the event (the Mercure hub's ``id``), by which a client may
+    #: resume after it (:meth:`~realtime.storage.broker.Broker.alias_seq`); empty for none.
+    alias: str = ""
 
 
 @dataclass(frozen=True, slots=True)

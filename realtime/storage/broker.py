@@ -52,6 +52,7 @@ from realtime.storage.codec import decode_event, entry_seq, fields_of, text
 from realtime.storage.firehose import FirehoseReader, HighWater, read_position
 from realtime.storage.interface import Position, ReplayCheck, Retention
 from realtime.storage.keys import (
+    ALIASES_KEY,
     CLOCK_KEY,
     EPOCH_KEY,
     FIREHOSE_KEY,
@@ -75,7 +76,10 @@ def fingerprint(drafts: Sequence[Draft]) -> str:
     Attributes count only when there are some, so a key stored before they existed still
     recognises its retry."""
     payload = json.dumps(
-        [[d.topic, d.type, d.data, *([d.attrs] if d.attrs else [])] for d in drafts],
+        [
+            [d.topic, d.type, d.data, *([d.attrs, d.alias] if d.attrs or d.alias else [])]
+            for d in drafts
+        ],
         ensure_ascii=False,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -232,7 +236,7 @@ class Broker:
         if rate_scope is not None and new_topics_per_minute > 0:
             topics_key = new_topics_key(rate_scope)
         keys.append(topics_key or NO_TOPICS_KEY)
-        keys.append(CLOCK_KEY)
+        keys += [CLOCK_KEY, ALIASES_KEY]
         for d in drafts:
             keys += [topic_key(d.topic), marker_key(d.topic)]
         ttl_ms = r.ttl_s * 1000
@@ -252,7 +256,7 @@ class Broker:
             len(drafts),
         ]
         for d in drafts:
-            args += [d.topic, d.type, d.data, d.attrs]
+            args += [d.topic, d.type, d.data, d.attrs, d.alias]
         started = time.perf_counter()
         result = self._publish_lane()(keys, args)
         metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
@@ -271,6 +275,16 @@ class Broker:
         return Published(epoch, tuple(range(first_seq, first_seq + len(drafts))))
 
     # -- replay -------------------------------------------------------------------------------
+
+    def alias_seq(self, alias: str) -> int | None:
+        """The seq of the earliest event still in the live feed that its publisher named
+        ``alias`` (:attr:`~realtime.core.events.Draft.alias`), or ``None``: never used, or its
+        event is no longer held."""
+        try:
+            score = self._redis.zscore(ALIASES_KEY, alias)
+        except RedisError as exc:
+            raise BrokerError(f"Redis is unreachable: {exc}") from exc
+        return None if score is None else int(score)
 
     def position(self) -> Position:
         """The current epoch and head seq, read together (creating the epoch if Redis is new)."""

@@ -1,7 +1,8 @@
 """How an event is stored in a Redis stream entry, and read back: one decoder for every reader.
 
 A stream entry's fields are ``t`` (publish time, ms), ``y`` (type) and ``d`` (data), and ``x``
-(a front door's attributes, :attr:`~realtime.core.events.Draft.attrs`) when there are any; a
+(a front door's attributes, :attr:`~realtime.core.events.Draft.attrs`) and ``m`` (the
+publisher's own id, :attr:`~realtime.core.events.Draft.alias`) when there are any; a
 firehose entry adds ``p`` (topic) and ``e`` (epoch), which a topic stream leaves out because its
 key and the epoch key say them. The entry id is ``<seq>-0``. The publish script writes these fields
 (``lua/publish.lua``); this module is their only reader in Python, for replay and the live feed
@@ -43,6 +44,7 @@ def decode_event(epoch: str, seq: int, topic: str, fields: Mapping[bytes, bytes]
         data=fields[b"d"].decode(),
         published_ms=int(fields[b"t"]),
         attrs=fields[b"x"].decode() if b"x" in fields else "",
+        alias=fields[b"m"].decode() if b"m" in fields else "",
     )
 
 

@@ -24,6 +24,9 @@ valid on Redis Cluster (a script may only touch keys of one slot):
                         (``REALTIME_NEW_TOPICS_PER_MINUTE``).
 ``{rt}:presence:<topic>`` sorted set of who follows a topic, by expiry time; the set expires
                         as a whole when nobody refreshes it.
+``{rt}:aliases``        sorted set: a publisher's own id for an event (its alias, the Mercure
+                        hub's ``id``) -> the event's seq, the earliest event of a reused alias
+                        kept; pruned with the firehose, so it never outlives what it points to.
 
 The publish script always takes the idempotency and both bucket keys; a publish that uses none
 of them passes the placeholders :data:`NO_IDEMPOTENCY_KEY`, :data:`NO_RATE_KEY` and
@@ -43,6 +46,7 @@ SEQ_KEY = f"{PREFIX}:seq"
 FIREHOSE_KEY = f"{PREFIX}:firehose"
 TRIMMED_KEY = f"{PREFIX}:trimmed"
 CLOCK_KEY = f"{PREFIX}:clock"
+ALIASES_KEY = f"{PREFIX}:aliases"
 #: How often the clock takes a point (seq, time): the bound it gives is late by at most this.
 CLOCK_EVERY_MS = 1000
 

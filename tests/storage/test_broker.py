@@ -14,7 +14,7 @@ from realtime.core.events import Draft, Published, StoredEvent
 from realtime.storage.batcher import ScriptBatcher
 from realtime.storage.broker import Broker
 from realtime.storage.interface import Retention
-from realtime.storage.keys import EPOCH_KEY, FIREHOSE_KEY, SEQ_KEY, topic_key
+from realtime.storage.keys import ALIASES_KEY, EPOCH_KEY, FIREHOSE_KEY, SEQ_KEY, topic_key
 from realtime.storage.redis_server import RedisServer
 
 RETENTION = Retention(maxlen=5, ttl_s=0, firehose_maxlen=1000, idempotency_ttl_s=60)
@@ -88,6 +88,45 @@ def test_an_idempotent_retry_is_recognised_with_its_attributes(broker: Broker) -
     assert broker.publish([event], idempotency="k").seqs == first.seqs
     with pytest.raises(IdempotencyConflict):
         broker.publish([Draft(topic="a", type="message", data="x", attrs="other")], idempotency="k")
+
+
+def test_an_alias_finds_its_event_and_a_reused_one_its_earliest(
+    broker: Broker, raw: redis.Redis
+) -> None:
+    """A publisher's own id (the Mercure hub's) is a cursor: it finds the seq of its event,
+    travels with the event wherever it is read, and when reused names the earliest one."""
+    broker.publish([Draft(topic="a", type="message", data="1", alias="urn:uuid:1")])
+    broker.publish([draft("b", "2"), Draft(topic="a", type="message", data="3", alias="rev-2")])
+    broker.publish([Draft(topic="c", type="message", data="4", alias="urn:uuid:1")])
+    assert broker.alias_seq("urn:uuid:1") == 1
+    assert broker.alias_seq("rev-2") == 3
+    assert broker.alias_seq("never") is None
+    epoch = broker.position().epoch
+    assert [e.alias for e in broker.replay(["a", "c"], epoch, 0, 4)] == [
+        "urn:uuid:1",
+        "rev-2",
+        "urn:uuid:1",
+    ]
+    assert stored_entries(raw, FIREHOSE_KEY)[1][1].get(b"m") is None  # none given: no field
+
+
+def test_an_alias_is_forgotten_once_the_feed_no_longer_holds_its_event(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    small = Broker(
+        any_redis_server.url,
+        retention=Retention(maxlen=1000, ttl_s=0, firehose_maxlen=100, idempotency_ttl_s=60),
+        pool_size=2,
+    )
+    try:
+        small.publish([Draft(topic="a", type="message", data="x", alias="old")])
+        for n in range(8):  # the feed trims by whole nodes (MAXLEN ~): well past one of them
+            small.publish([draft("a", str(n * 100 + i)) for i in range(100)])
+        assert raw.xlen(FIREHOSE_KEY) < 801
+        assert small.alias_seq("old") is None
+        assert raw.zcard(ALIASES_KEY) == 0
+    finally:
+        small.close()
 
 
 def test_epoch_is_created_once_and_kept(broker: Broker, raw: redis.Redis) -> None:

@@ -1,10 +1,10 @@
 -- Publish a batch: every event into its topic stream and the firehose, or none at all.
 -- Runs after epoch.lua, trim.lua, horizon.lua (prepended by realtime.storage.scripts).
 -- KEYS: epoch, seq, firehose, trimmed (legacy), idempotency, rate bucket, new-topics bucket,
---       clock, then topic stream and marker x n
+--       clock, aliases, then topic stream and marker x n
 -- ARGV: candidate epoch, now ms, maxlen, ttl ms, firehose maxlen, idem ttl s, use idem,
 --       fingerprint, rate (events/s, 0: unlimited), burst, new topics per minute (0: unlimited),
---       expiry margin ms, n, then topic, type, data, attrs for each (attrs: '' for none)
+--       expiry margin ms, n, then topic, type, data, attrs, alias for each ('' for none)
 -- CLOCK_EVERY_MS (how often the clock takes a point) is defined ahead of this file when it is
 -- loaded (realtime.storage.scripts), from realtime.storage.keys.
 local use_idem = ARGV[7] == '1'
@@ -16,7 +16,8 @@ if use_idem then
 end
 local now = tonumber(ARGV[2])
 local n = tonumber(ARGV[13])
-local FIRST_TOPIC_KEY, FIRST_TOPIC_ARG, ARGS_PER_EVENT = 9, 13, 4
+local FIRST_TOPIC_KEY, FIRST_TOPIC_ARG, ARGS_PER_EVENT = 10, 13, 5
+local ALIASES = KEYS[9]
 
 -- A token bucket of `rate` a second and `burst` at most, shared by every worker and host: its
 -- tokens after refilling, and the answer if `cost` is more than it holds. Nothing is written.
@@ -72,20 +73,28 @@ local last = redis.call('INCRBY', KEYS[2], n)
 local first = last - n + 1
 for i = 1, n do
   local base = FIRST_TOPIC_ARG + (i - 1) * ARGS_PER_EVENT
-  local topic, etype, data, attrs = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3], ARGV[base + 4]
+  local topic, etype, data = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local attrs, alias = ARGV[base + 4], ARGV[base + 5]
   local key = KEYS[FIRST_TOPIC_KEY + (i - 1) * 2]
   if new_topics[topic] then
     new_topics[topic] = false
     if bound > 0 then redis.call('SET', KEYS[FIRST_TOPIC_KEY + (i - 1) * 2 + 1], bound) end
   end
   local id = (first + i - 1) .. '-0'
-  if attrs == '' then
+  if attrs == '' and alias == '' then
     redis.call('XADD', key, id, 't', now, 'y', etype, 'd', data)
     redis.call('XADD', KEYS[3], id, 't', now, 'p', topic, 'y', etype, 'd', data, 'e', epoch)
   else
-    redis.call('XADD', key, id, 't', now, 'y', etype, 'd', data, 'x', attrs)
+    local extra = {}
+    if attrs ~= '' then table.insert(extra, 'x') table.insert(extra, attrs) end
+    if alias ~= '' then
+      table.insert(extra, 'm') table.insert(extra, alias)
+      -- NX: a reused alias keeps pointing at its earliest event (Mercure draft 08).
+      redis.call('ZADD', ALIASES, 'NX', first + i - 1, alias)
+    end
+    redis.call('XADD', key, id, 't', now, 'y', etype, 'd', data, unpack(extra))
     redis.call('XADD', KEYS[3], id, 't', now, 'p', topic, 'y', etype, 'd', data, 'e', epoch,
-      'x', attrs)
+      unpack(extra))
   end
 end
 local trimmed = {}
@@ -109,6 +118,14 @@ if ttl_ms > 0 then
   end
 end
 redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]))
+-- An alias lives as long as the feed holds its event: below the feed's oldest entry, nothing.
+if redis.call('ZCARD', ALIASES) > 0 then
+  local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+  if #oldest > 0 then
+    local oldest_seq = tonumber(string.match(oldest[1][1], '^(%d+)'))
+    redis.call('ZREMRANGEBYSCORE', ALIASES, '-inf', '(' .. oldest_seq)
+  end
+end
 if use_idem then
   redis.call('SET', KEYS[5], ARGV[8] .. '|' .. first .. '|' .. n, 'EX', tonumber(ARGV[6]))
 end

@@ -37,6 +37,7 @@ import heapq
 import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from typing import cast
 
 import redis
 from redis.exceptions import RedisError
@@ -48,7 +49,13 @@ from realtime.core.ids import parse_id
 from realtime.ops import metrics
 from realtime.storage import scripts
 from realtime.storage.batcher import PUBLISH_LANES, ScriptBatcher
-from realtime.storage.codec import decode_event, entry_seq, fields_of, text
+from realtime.storage.codec import (
+    decode_event,
+    decode_firehose_entry,
+    entry_seq,
+    fields_of,
+    text,
+)
 from realtime.storage.firehose import FirehoseReader, HighWater, read_position
 from realtime.storage.interface import Position, ReplayCheck, Retention
 from realtime.storage.keys import (
@@ -275,6 +282,42 @@ class Broker:
         return Published(epoch, tuple(range(first_seq, first_seq + len(drafts))))
 
     # -- replay -------------------------------------------------------------------------------
+
+    def feed_replay(
+        self, epoch: str, after: int, upto: int, page_size: int = 500
+    ) -> Iterator[StoredEvent]:
+        """Every event of the firehose in ``(after, upto]``, in seq order, a page at a time.
+
+        The firehose's seqs are contiguous within an epoch, so a page that does not start
+        exactly after the cursor, or an entry of another epoch, means history was lost under
+        the replay: :class:`HistoryLost` is raised rather than anything skipped. Only a replay
+        from the very start (``after=0``: everything held) may begin wherever the feed does.
+        """
+        cursor = after
+        while cursor < upto:
+            try:
+                entries = cast(
+                    list[tuple[bytes, dict[bytes, bytes]]],
+                    self._redis.xrange(
+                        FIREHOSE_KEY, min=f"{cursor + 1}-0", max=f"{upto}-0", count=page_size
+                    ),
+                )
+            except RedisError as exc:
+                raise BrokerError(f"Redis failed during replay: {exc}") from exc
+            if not entries:
+                raise HistoryLost("trimmed")  # (cursor, upto] was published and is gone
+            for raw_id, fields in entries:
+                event = decode_firehose_entry(raw_id, fields)
+                if event.epoch != epoch:
+                    raise HistoryLost("epoch")
+                if event.seq != cursor + 1 and not (cursor == after == 0):
+                    raise HistoryLost("trimmed")
+                cursor = event.seq
+                yield event
+            if len(entries) < page_size:
+                if cursor < upto:
+                    raise HistoryLost("trimmed")
+                return
 
     def alias_seq(self, alias: str) -> int | None:
         """The seq of the earliest event still in the live feed that its publisher named

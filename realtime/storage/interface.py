@@ -167,6 +167,19 @@ class Storage(Protocol):
         :class:`~realtime.core.errors.HistoryLost` if some went missing meanwhile."""
         ...
 
+    def alias_seq(self, alias: str) -> int | None:
+        """The seq of the earliest event the live feed still holds whose publisher named it
+        ``alias``; ``None`` if there is none."""
+        ...
+
+    def feed_replay(self, epoch: str, after: int, upto: int) -> Iterator[StoredEvent]:
+        """Every event of every topic in ``(after, upto]`` from the live feed, in seq order:
+        for readers that select events by something other than a topic list (the Mercure
+        hub's selectors). ``after=0`` starts at the oldest event held; otherwise
+        :class:`~realtime.core.errors.HistoryLost` (``trimmed``) when the feed no longer holds
+        the event after ``after``, and (``epoch``) when the epoch changed."""
+        ...
+
     # -- the live feed -------------------------------------------------------------------------
 
     def reader(self) -> Feed:

@@ -129,6 +129,44 @@ def test_an_alias_is_forgotten_once_the_feed_no_longer_holds_its_event(
         small.close()
 
 
+def test_feed_replay_reads_every_topic_in_order_a_page_at_a_time(broker: Broker) -> None:
+    broker.publish([draft("a", "1"), draft("b", "2"), draft("c", "3")])
+    broker.publish([draft("a", "4")])
+    epoch, head = broker.position()
+    got = list(broker.feed_replay(epoch, 1, head, page_size=2))
+    assert [(e.seq, e.topic, e.data) for e in got] == [(2, "b", "2"), (3, "c", "3"), (4, "a", "4")]
+    assert [e.seq for e in broker.feed_replay(epoch, 0, head)] == [1, 2, 3, 4]
+    assert list(broker.feed_replay(epoch, head, head)) == []
+
+
+def test_feed_replay_says_when_the_feed_no_longer_holds_what_was_asked(
+    any_redis_server: RedisServer, raw: redis.Redis
+) -> None:
+    small = Broker(
+        any_redis_server.url,
+        retention=Retention(maxlen=1000, ttl_s=0, firehose_maxlen=100, idempotency_ttl_s=60),
+        pool_size=2,
+    )
+    try:
+        for n in range(8):
+            small.publish([draft("a", str(n * 100 + i)) for i in range(100)])
+        epoch, head = small.position()
+        oldest = int(stored_entries(raw, FIREHOSE_KEY)[0][0].split(b"-")[0])
+        assert oldest > 1
+        with pytest.raises(HistoryLost) as lost:
+            list(small.feed_replay(epoch, 1, head))
+        assert lost.value.reason == "trimmed"
+        everything = [e.seq for e in small.feed_replay(epoch, 0, head)]  # earliest: all held
+        assert everything == list(range(oldest, head + 1))
+        after_oldest = [e.seq for e in small.feed_replay(epoch, oldest, head)]
+        assert after_oldest == list(range(oldest + 1, head + 1))
+        with pytest.raises(HistoryLost) as other:
+            list(small.feed_replay("another-epoch", oldest, head))
+        assert other.value.reason == "epoch"
+    finally:
+        small.close()
+
+
 def test_epoch_is_created_once_and_kept(broker: Broker, raw: redis.Redis) -> None:
     epoch, head = broker.position()
     assert head == 0

@@ -13,5 +13,7 @@ and of the same storage and fan-out as every other door.
   08's ``at+jwt`` with ``authorization_details``) and where a request carries it.
 - :mod:`realtime.mercure.subscriptions`: subscription documents, event topics, collections
   and API paths, in the shape of the draft each client speaks.
+- :mod:`realtime.mercure.store`: an update as one event on a storage topic no other door can
+  name (its id as the event's alias, its topics and privacy as attributes), and back.
 - :mod:`realtime.mercure.text`: the character rule every Mercure identifier shares.
 """

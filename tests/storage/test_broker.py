@@ -110,23 +110,28 @@ def test_an_alias_finds_its_event_and_a_reused_one_its_earliest(
     assert stored_entries(raw, FIREHOSE_KEY)[1][1].get(b"m") is None  # none given: no field
 
 
-def test_an_alias_is_forgotten_once_the_feed_no_longer_holds_its_event(
-    any_redis_server: RedisServer, raw: redis.Redis
-) -> None:
+@pytest.fixture
+def small(any_redis_server: RedisServer, raw: redis.Redis) -> Iterator[Broker]:
+    """A broker whose live feed keeps only 100 events (the least the settings allow)."""
     small = Broker(
         any_redis_server.url,
         retention=Retention(maxlen=1000, ttl_s=0, firehose_maxlen=100, idempotency_ttl_s=60),
         pool_size=2,
     )
-    try:
-        small.publish([Draft(topic="a", type="message", data="x", alias="old")])
-        for n in range(8):  # the feed trims by whole nodes (MAXLEN ~): well past one of them
-            small.publish([draft("a", str(n * 100 + i)) for i in range(100)])
-        assert raw.xlen(FIREHOSE_KEY) < 801
-        assert small.alias_seq("old") is None
-        assert raw.zcard(ALIASES_KEY) == 0
-    finally:
-        small.close()
+    yield small
+    small.close()
+
+
+def test_an_alias_is_forgotten_once_the_feed_no_longer_holds_its_event(
+    small: Broker, raw: redis.Redis
+) -> None:
+
+    small.publish([Draft(topic="a", type="message", data="x", alias="old")])
+    for n in range(8):  # the feed trims by whole nodes (MAXLEN ~): well past one of them
+        small.publish([draft("a", str(n * 100 + i)) for i in range(100)])
+    assert raw.xlen(FIREHOSE_KEY) < 801
+    assert small.alias_seq("old") is None
+    assert raw.zcard(ALIASES_KEY) == 0
 
 
 def test_feed_replay_reads_every_topic_in_order_a_page_at_a_time(broker: Broker) -> None:
@@ -140,31 +145,24 @@ def test_feed_replay_reads_every_topic_in_order_a_page_at_a_time(broker: Broker)
 
 
 def test_feed_replay_says_when_the_feed_no_longer_holds_what_was_asked(
-    any_redis_server: RedisServer, raw: redis.Redis
+    small: Broker, raw: redis.Redis
 ) -> None:
-    small = Broker(
-        any_redis_server.url,
-        retention=Retention(maxlen=1000, ttl_s=0, firehose_maxlen=100, idempotency_ttl_s=60),
-        pool_size=2,
-    )
-    try:
-        for n in range(8):
-            small.publish([draft("a", str(n * 100 + i)) for i in range(100)])
-        epoch, head = small.position()
-        oldest = int(stored_entries(raw, FIREHOSE_KEY)[0][0].split(b"-")[0])
-        assert oldest > 1
-        with pytest.raises(HistoryLost) as lost:
-            list(small.feed_replay(epoch, 1, head))
-        assert lost.value.reason == "trimmed"
-        everything = [e.seq for e in small.feed_replay(epoch, 0, head)]  # earliest: all held
-        assert everything == list(range(oldest, head + 1))
-        after_oldest = [e.seq for e in small.feed_replay(epoch, oldest, head)]
-        assert after_oldest == list(range(oldest + 1, head + 1))
-        with pytest.raises(HistoryLost) as other:
-            list(small.feed_replay("another-epoch", oldest, head))
-        assert other.value.reason == "epoch"
-    finally:
-        small.close()
+
+    for n in range(8):
+        small.publish([draft("a", str(n * 100 + i)) for i in range(100)])
+    epoch, head = small.position()
+    oldest = int(stored_entries(raw, FIREHOSE_KEY)[0][0].split(b"-")[0])
+    assert oldest > 1
+    with pytest.raises(HistoryLost) as lost:
+        list(small.feed_replay(epoch, 1, head))
+    assert lost.value.reason == "trimmed"
+    everything = [e.seq for e in small.feed_replay(epoch, 0, head)]  # earliest: all held
+    assert everything == list(range(oldest, head + 1))
+    after_oldest = [e.seq for e in small.feed_replay(epoch, oldest, head)]
+    assert after_oldest == list(range(oldest + 1, head + 1))
+    with pytest.raises(HistoryLost) as other:
+        list(small.feed_replay("another-epoch", oldest, head))
+    assert other.value.reason == "epoch"
 
 
 def test_epoch_is_created_once_and_kept(broker: Broker, raw: redis.Redis) -> None:

@@ -117,9 +117,10 @@ if ttl_ms > 0 then
     redis.call('ZREMRANGEBYSCORE', KEYS[8], '-inf', '(' .. (now - expiry_ms - CLOCK_EVERY_MS))
   end
 end
-redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]))
--- An alias lives as long as the feed holds its event: below the feed's oldest entry, nothing.
-if redis.call('ZCARD', ALIASES) > 0 then
+local dropped = redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', tonumber(ARGV[5]))
+-- An alias lives as long as the feed holds its event: when the feed lost entries, none below
+-- its oldest one stays (most publishes trim nothing, MAXLEN ~ drops whole nodes).
+if dropped > 0 and redis.call('ZCARD', ALIASES) > 0 then
   local oldest = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
   if #oldest > 0 then
     local oldest_seq = tonumber(string.match(oldest[1][1], '^(%d+)'))

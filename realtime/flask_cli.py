@@ -19,7 +19,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from realtime.client import DEFAULT_URL
+from realtime.client import DEFAULT_URL, kind_of
 from realtime.client import cli as standalone
 from realtime.core.errors import ClientError
 from realtime.web.state import RealtimeState, state
@@ -29,21 +29,15 @@ group = AppGroup(
     help="realtime's commands, with this app's settings (see also the `realtime` command).",
 )
 
-#: A refusal's exit code, as the standalone command gives it for the same HTTP status.
-_EXIT_BY_STATUS = {401: standalone.EXIT_AUTH, 403: standalone.EXIT_AUTH}
-
 
 def app_state() -> RealtimeState:
     return state(current_app)
 
 
 def refused(exc: ClientError) -> click.ClickException:
-    """The exit code and sentence the standalone command would give for this refusal."""
-    if exc.status in _EXIT_BY_STATUS:
-        return standalone.NotAuthorized(exc.message)
-    if exc.status in (408, 429) or exc.status >= 500:
-        return standalone.TryLater(exc.message)
-    return standalone.CommandFailed(exc.message)
+    """The exit code and sentence the standalone command gives the same refusal over HTTP."""
+    kind = kind_of(exc.status)
+    return standalone.failure(kind(exc.message, status=exc.status, code=exc.code), None)
 
 
 @group.command("token", short_help="Mint a token signed with this app's key.")

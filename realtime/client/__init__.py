@@ -148,16 +148,21 @@ def refusal(status: int, reason: str, body: bytes, retry_after: str | None = Non
             code = answer["error"]
         if isinstance(answer.get("message"), str) and answer["message"]:
             message = answer["message"]
-    kind: type[RequestError]
+    return kind_of(status)(
+        message, status=status, code=code, retry_after=parse_retry_after(retry_after)
+    )
+
+
+def kind_of(status: int) -> type[RequestError]:
+    """The exception class of a refusal with ``status``, whoever refused (the server over
+    HTTP, or the app's own storage for ``flask realtime publish``)."""
     if status in (401, 403):
-        kind = AuthFailed
-    elif status in (408, 429) or status >= 500:  # 408: the body was too slow to arrive
-        kind = ServerUnavailable
-    elif status in (400, 413, 415):
-        kind = BadInput
-    else:
-        kind = Refused
-    return kind(message, status=status, code=code, retry_after=parse_retry_after(retry_after))
+        return AuthFailed
+    if status in (408, 429) or status >= 500:  # 408: the body was too slow to arrive
+        return ServerUnavailable
+    if status in (400, 413, 415):
+        return BadInput
+    return Refused
 
 
 # -- backoff -------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from realtime.core.errors import ConfigError
 from realtime.fanout.directwrite import expose_server_response
 from realtime.fanout.hub import Hub
 from realtime.fanout.presence import Presence
+from realtime.mercure import views as mercure_views
 from realtime.ops.devsecret import load_or_create_dev_secret
 from realtime.publisher import Publisher
 from realtime.storage.broker import Broker
@@ -183,8 +184,10 @@ class Realtime:
         )
         app.cli.add_command(flask_cli.group)  # flask --app ... realtime token|publish|listen
         if settings.cors_origins:
-            enable_cors(app, settings.cors_origins, prefix)
+            enable_cors(app, settings.cors_origins, prefix, mercure=settings.mercure)
         paths = routes.register(app, url_prefix=prefix, standalone=standalone)
+        if settings.mercure:
+            paths |= mercure_views.register(app, url_prefix=prefix)
         # Lets an SSE stream find gunicorn's response, to write live events straight to its
         # socket (it only adds a key to the environ of each request).
         app.wsgi_app = expose_server_response(app.wsgi_app)  # type: ignore[method-assign,assignment]

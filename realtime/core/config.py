@@ -178,6 +178,23 @@ def _cors_origins(name: str, raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(origins))
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _flag(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} is 1 or 0 (true/false, yes/no, on/off), not {raw!r}.")
+
+
+def _optional_text(name: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
 def _metrics_token(name: str, raw: str) -> str | None:
     token = raw.strip()
     if not token:
@@ -354,6 +371,23 @@ class Settings:
         "A bearer token `/metrics` requires (at least 16 characters); empty: open.",
         secret=True,
     )
+    mercure: bool = _setting(
+        "1", _flag, "Serve the Mercure hub at `/.well-known/mercure` (under the prefix)."
+    )
+    mercure_anonymous: bool = _setting(
+        "0", _flag, "Let Mercure subscribers without a token receive public updates."
+    )
+    mercure_audience: str | None = _setting(
+        "", _optional_text, "The `aud` every Mercure token must name; empty: not checked."
+    )
+    mercure_issuer: str | None = _setting(
+        "", _optional_text, "The `iss` every Mercure token must carry; empty: not checked."
+    )
+    mercure_subscriptions: bool = _setting(
+        "0",
+        _flag,
+        "Mercure subscription events and the subscriptions API (needs presence).",
+    )
 
     @property
     def production(self) -> bool:
@@ -465,6 +499,11 @@ def _check_combinations(settings: Settings) -> None:
             f"REALTIME_MAX_BODY ({settings.max_body}) must exceed REALTIME_MAX_PAYLOAD "
             f"({settings.max_payload}) by at least 1024 bytes, or no maximal event could be "
             "published."
+        )
+    if settings.mercure_subscriptions and not settings.presence_ttl_s:
+        raise ConfigError(
+            "REALTIME_MERCURE_SUBSCRIPTIONS=1 lists subscribers from presence: it needs "
+            "REALTIME_PRESENCE_TTL_S above 0."
         )
     if settings.publish_rate and settings.publish_burst < settings.max_batch:
         raise ConfigError(

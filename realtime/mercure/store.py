@@ -20,8 +20,10 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 
 from realtime.core.events import Draft, StoredEvent
+from realtime.core.sse import encode_event
 from realtime.mercure.updates import Update
 
 #: Not a realtime topic: the isolation from every other door rests on that (tested).
@@ -65,19 +67,53 @@ class StoredUpdate:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class Attributes:
+    """What the event's attributes say: the update's topics, its privacy, its retry."""
+
+    topics: tuple[str, ...]
+    private: bool
+    retry: int | None
+
+
+@lru_cache(maxsize=4096)
+def attributes(attrs: str) -> Attributes:
+    """The attributes of one stored update, parsed once however many subscribers test it (the
+    text is the same object for all of them, so its hash is computed once too)."""
+    parsed = json.loads(attrs)
+    retry = parsed.get("r")
+    return Attributes(
+        topics=tuple(parsed["t"]),
+        private=bool(parsed.get("p", False)),
+        retry=int(retry) if retry is not None else None,
+    )
+
+
+def is_update(event: StoredEvent) -> bool:
+    """Whether ``event`` keeps a Mercure update (every other door's events share the feed)."""
+    return event.topic == UPDATES_TOPIC and bool(event.attrs)
+
+
 def from_event(event: StoredEvent) -> StoredUpdate | None:
-    """The update an event keeps; ``None`` for an event that is not a Mercure update (every
-    other door's events share the feed)."""
-    if event.topic != UPDATES_TOPIC or not event.attrs:
+    """The update an event keeps; ``None`` for an event that is not a Mercure update."""
+    if not is_update(event):
         return None
-    attrs = json.loads(event.attrs)
-    retry = attrs.get("r")
+    attrs = attributes(event.attrs)
     return StoredUpdate(
         id=event.alias,
-        topics=tuple(attrs["t"]),
+        topics=attrs.topics,
         data=event.data,
-        private=bool(attrs.get("p", False)),
+        private=attrs.private,
         type=event.type,
-        retry=int(retry) if retry is not None else None,
+        retry=attrs.retry,
         seq=event.seq,
     )
+
+
+def frame(event: StoredEvent) -> bytes:
+    """The SSE frame a subscriber gets for a stored update: ``retry:`` when the publisher gave
+    one, the update's id verbatim as ``id:``, its type, its data line by line (leading spaces
+    kept: each line is written after ``data: ``, whose one space a reader strips)."""
+    retry = attributes(event.attrs).retry
+    head = f"retry: {retry}\n".encode() if retry is not None else b""
+    return head + encode_event(id=event.alias, event=event.type, data=event.data)

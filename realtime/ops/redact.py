@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_plus
 
-TOKEN_PARAMETERS = frozenset({"access_token", "token", "jwt"})
+# `authorization` is the Mercure hub's (draft 07: `?authorization=<token>`).
+TOKEN_PARAMETERS = frozenset({"access_token", "token", "jwt", "authorization"})
 REDACTED = "[redacted]"
 
 # A name=value pair of a query string: after its start, "?", "&" or ";".

@@ -329,6 +329,19 @@ class Broker:
             raise BrokerError(f"Redis is unreachable: {exc}") from exc
         return None if score is None else int(score)
 
+    def latest_alias(self, upto: int) -> str | None:
+        """The alias of the newest event at or below seq ``upto`` that had one, by the seq the
+        index keeps for it (a reused alias keeps its first), or ``None``: the cursor a client
+        that has seen everything up to ``upto`` resumes from."""
+        try:
+            found = cast(
+                list[bytes],
+                self._redis.zrevrangebyscore(ALIASES_KEY, upto, "-inf", start=0, num=1),
+            )
+        except RedisError as exc:
+            raise BrokerError(f"Redis is unreachable: {exc}") from exc
+        return found[0].decode() if found else None
+
     def position(self) -> Position:
         """The current epoch and head seq, read together (creating the epoch if Redis is new)."""
         return read_position(self._position, self.high_water)

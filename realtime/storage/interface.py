@@ -172,6 +172,11 @@ class Storage(Protocol):
         ``alias``; ``None`` if there is none."""
         ...
 
+    def latest_alias(self, upto: int) -> str | None:
+        """The alias of the newest event at or below seq ``upto`` that had one, ``None`` if
+        none: where a client that saw everything up to ``upto`` resumes (by :meth:`alias_seq`)."""
+        ...
+
     def feed_replay(self, epoch: str, after: int, upto: int) -> Iterator[StoredEvent]:
         """Every event of every topic in ``(after, upto]`` from the live feed, in seq order:
         for readers that select events by something other than a topic list (the Mercure

@@ -110,6 +110,22 @@ def test_an_alias_finds_its_event_and_a_reused_one_its_earliest(
     assert stored_entries(raw, FIREHOSE_KEY)[1][1].get(b"m") is None  # none given: no field
 
 
+def test_the_latest_alias_is_the_cursor_of_a_client_that_saw_everything_up_to_a_seq(
+    broker: Broker,
+) -> None:
+    assert broker.latest_alias(broker.position().head) is None  # nothing named yet
+    broker.publish([Draft(topic="a", type="message", data="1", alias="first")])
+    broker.publish([draft("b", "2")])
+    broker.publish([Draft(topic="a", type="message", data="3", alias="second")])
+    broker.publish([Draft(topic="a", type="message", data="4", alias="first")])  # reused
+    assert broker.latest_alias(1) == "first"
+    assert broker.latest_alias(2) == "first"  # an unnamed event moves no cursor
+    assert broker.latest_alias(3) == "second"
+    # A reused alias resolves to its first event: the cursor after seq 4 is still "second",
+    # from which a resume re-sends the reused one (the spec's rule for reused ids).
+    assert broker.latest_alias(4) == "second"
+
+
 @pytest.fixture
 def small(any_redis_server: RedisServer, raw: redis.Redis) -> Iterator[Broker]:
     """A broker whose live feed keeps only 100 events (the least the settings allow)."""

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, Response, current_app, has_app_context
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from realtime import flask_cli
@@ -116,6 +116,18 @@ class Realtime:
         return self._publisher().publish_many(
             events, idempotency_key=idempotency_key, publisher=publisher
         )
+
+    def mercure_link(
+        self, response: Response, *, cursor: bool = True, **attributes: str
+    ) -> Response:
+        """Add the Mercure discovery header to a response of the app's own (draft 08,
+        "Discovery"): ``Link: <hub>; rel="mercure"; last-event-id="..."``. A Mercure client
+        reading the resource finds the hub there and, passing ``last-event-id`` back as
+        ``last_event_id``, misses no update published after the resource was generated.
+        ``attributes`` add target attributes: ``type="book"``,
+        ``content_type="application/merge-patch+json"``."""
+        response.headers.add("Link", mercure_views.discovery_link(cursor=cursor, **attributes))
+        return response
 
     def _publisher(self) -> Publisher:
         return state(self._app()).publisher

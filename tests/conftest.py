@@ -230,6 +230,12 @@ def client(app: Any) -> Any:
     return app.test_client()
 
 
+@pytest.fixture
+def mercure(app_factory: Callable[..., Any]) -> Any:
+    """A test client of the service with its Mercure hub open to anonymous subscribers."""
+    return app_factory(REALTIME_MERCURE_ANONYMOUS="1").test_client()
+
+
 # -- real gunicorn -------------------------------------------------------------------------------
 
 

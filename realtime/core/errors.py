@@ -37,6 +37,7 @@ HTTP_ERRORS: Mapping[int, tuple[str, ...]] = {
         "invalid_selector",
         "invalid_id",
         "invalid_retry",
+        "invalid_request",
     ),
     401: (
         "missing_token",
@@ -45,7 +46,7 @@ HTTP_ERRORS: Mapping[int, tuple[str, ...]] = {
         "invalid_authorization",
         "token_too_large",
     ),
-    403: ("forbidden_topic", "origin_not_allowed"),
+    403: ("forbidden_topic", "origin_not_allowed", "insufficient_scope"),
     404: ("not_found",),
     405: ("method_not_allowed",),
     408: ("request_timeout",),

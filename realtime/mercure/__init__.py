@@ -1,9 +1,16 @@
 """The Mercure hub front door (issue 14), beside ``/events``, ``/publish`` and ``/ws``.
 
 Built in layers like the rest: what is pure about Mercure (its topic selectors, its token
-shapes, its update forms) comes first, table-tested against both published drafts
-(``../shared/reference/mercure``); the views at ``/.well-known/mercure`` will sit on top of them
-and of the same storage and fan-out as every other door.
+shapes, its update forms) is table-tested against both published drafts
+(``../shared/reference/mercure``); the door at ``/.well-known/mercure`` sits on top of them and
+of the same storage and fan-out as every other door:
+
+- :mod:`realtime.mercure.views`: subscribe, publish and the subscriptions API (Flask), with
+  the spec's Bearer challenges on the JSON error contract;
+- :mod:`realtime.mercure.stream`: one subscriber's stream, where it resumes, the replay and
+  live, each update selected by :class:`~realtime.mercure.stream.Reader`;
+- :mod:`realtime.mercure.active`: what a connection announces in presence, and the
+  subscription events.
 
 - :mod:`realtime.mercure.selectors`: ``topic`` (draft 07: ``*``, exact, URI Template),
   ``match`` / ``match_exact`` and ``match_urlpattern`` (draft 08).

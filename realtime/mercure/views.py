@@ -85,12 +85,26 @@ def hub_url() -> str:
     return url_for("mercure.subscribe", _external=True)
 
 
-def link_header(last_event_id: str | None = None) -> str:
-    """The discovery ``Link`` (draft 08, "Discovery"), with the reconciliation cursor."""
+def link_header(last_event_id: str | None = None, **attributes: str) -> str:
+    """The discovery ``Link`` (draft 08, "Discovery"), with the reconciliation cursor and any
+    other target attributes (``type``, ``content-type``)."""
     value = f'<{hub_url()}>; rel="mercure"'
     if last_event_id is not None:
         value += f'; last-event-id="{last_event_id}"'
+    for name, text in attributes.items():
+        value += f'; {name.replace("_", "-")}="{text}"'
     return value
+
+
+def discovery_link(*, cursor: bool = True, **attributes: str) -> str:
+    """The ``Link`` a host view adds to a resource it serves, so a Mercure client finds the hub
+    and, with ``cursor``, every update published after the resource was generated (it passes
+    the ``last-event-id`` back as ``last_event_id``)."""
+    last = None
+    if cursor:
+        broker = rt().broker
+        last = latest_cursor(broker, broker.position().seq)
+    return link_header(last, **attributes)
 
 
 def request_grant(*, required: bool) -> tuple[MercureGrant, str | None, str | None]:
@@ -114,6 +128,7 @@ def request_grant(*, required: bool) -> tuple[MercureGrant, str | None, str | No
         base=hub_url(),
         audience=settings.mercure_audience,
         issuer=settings.mercure_issuer,
+        source=source,
     )
     return grant, token, source
 
@@ -129,7 +144,7 @@ CHALLENGES = {
     "missing_token": "Bearer",
     "invalid_token": 'Bearer error="invalid_token"',
     "token_too_large": 'Bearer error="invalid_token"',
-    "invalid_authorization": 'Bearer error="invalid_request"',
+    "invalid_request": 'Bearer error="invalid_request"',
     "insufficient_scope": 'Bearer error="insufficient_scope"',
 }
 
@@ -329,7 +344,9 @@ def publish() -> Response:
     state.publisher.store(
         [draft], scope=publisher_scope(grant, token), limited=True, idempotency_key=None
     )
-    return Response(draft.alias, 200, content_type="text/plain; charset=utf-8")
+    return Response(
+        draft.alias, 200, content_type="text/plain; charset=utf-8", headers={"Link": link_header()}
+    )
 
 
 # -- the subscriptions API -----------------------------------------------------------------------
@@ -366,7 +383,7 @@ def subscriptions(rest: str | None = None) -> Response:
         raise insufficient("This token does not grant subscribe on this subscriptions resource.")
     presence = state.hub.presence
     if presence is None:  # the settings refuse the feature without presence
-        raise ClientError("Presence is off.", code="presence_off", status=404)
+        raise ClientError("Presence is off.", code="not_found", status=404)
     names, _connections = presence.present(UPDATES_TOPIC)
     every = [a for name in names for a in parse_presence_name(name)]
     chosen = select(every, api)
@@ -388,9 +405,7 @@ def subscriptions(rest: str | None = None) -> Response:
         content_type = JSON_LD if draft == DRAFT_07 else "application/json"
     response = jsonify(body)
     response.content_type = content_type
-    response.headers["Link"] = (
-        link_header(cursor) + '; type="mercure"; content-type="application/json"'
-    )
+    response.headers["Link"] = link_header(cursor, type="mercure", content_type="application/json")
     return response
 
 

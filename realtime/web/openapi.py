@@ -22,6 +22,11 @@ Intentional choices, so nobody "fixes" them:
   ``_MAX_TOPICS``) are stated with their defaults in descriptions, not as ``maxItems`` or
   ``maxLength``, which would be wrong for a server configured otherwise.
 - **HEAD and OPTIONS**, which Flask answers on every route by itself, are not listed.
+- **The Mercure hub** (``/.well-known/mercure``, on unless REALTIME_MERCURE=0) is documented as
+  its door (:mod:`realtime.mercure.views`) answers: refusals keep the JSON contract and token
+  refusals add the Bearer challenge (``WWW-Authenticate``) its drafts ask for. Its
+  ``Authorization`` header is the ``bearer`` security scheme, not a parameter: OpenAPI ignores a
+  header parameter of that name.
 - :func:`document` builds a new dict on every call, so a caller may change what it gets.
 """
 
@@ -33,11 +38,22 @@ from typing import Any
 from realtime.core.errors import HTTP_ERRORS, RETRY_AFTER_STATUSES
 from realtime.core.topics import RESERVED_TYPES, TOPIC_RE, TYPE_RE
 from realtime.core.version import __version__
+from realtime.mercure.selectors import MAX_SELECTOR_LENGTH, MAX_SELECTORS
+from realtime.mercure.updates import (
+    EARLIEST,
+    HUB_EVENT_TYPE,
+    MAX_ID_LENGTH,
+    MAX_RETRY_DIGITS,
+    MAX_TYPE_LENGTH,
+)
 
 __all__ = ["ERRORS", "RETRY_AFTER_STATUSES", "document"]
 
 JSON = "application/json"
 SSE = "text/event-stream"
+FORM = "application/x-www-form-urlencoded"
+JSON_LD = "application/ld+json"
+MERCURE = "/.well-known/mercure"
 SCHEMAS = "#/components/schemas/"
 HEADERS = "#/components/headers/"
 PARAMETERS = "#/components/parameters/"
@@ -53,8 +69,9 @@ _STATUS_NAMES = {
     401: ("Unauthorized", "No token, or a token that cannot be trusted or has expired."),
     403: (
         "Forbidden",
-        "The token does not grant the topic (or, on a WebSocket upgrade, the "
-        "Origin is not allowed).",
+        "The token does not grant the topic (`forbidden_topic`; on the Mercure hub "
+        "`insufficient_scope`), or the Origin may not use the browser's credentials "
+        "(`origin_not_allowed`).",
     ),
     404: ("NotFound", "No such path."),
     405: ("MethodNotAllowed", "The path exists but not with this method."),
@@ -125,6 +142,77 @@ _PRESENCE_ERRORS: dict[int, tuple[str, ...]] = {
     401: AUTH_ERRORS,
     403: ("forbidden_topic",),
     503: ("redis_unavailable",),
+}
+
+#: The Mercure hub's 401 codes: every token failure but an oversized token is `invalid_token`
+#: (draft 08 asks not to say why), and a malformed Authorization is 400 `invalid_request`.
+_MERCURE_AUTH_ERRORS = ("missing_token", "invalid_token", "token_too_large")
+
+# The hub checks the selectors, then the token, then Last-Event-ID; a draining worker answers
+# 200 with a short `retry:` (see _EVENTS_ERRORS), and private updates are filtered, not refused.
+_MERCURE_SUBSCRIBE_ERRORS: dict[int, tuple[str, ...]] = {
+    400: (
+        "invalid_selector",
+        "missing_topic",
+        "too_many_topics",
+        "invalid_last_event_id",
+        "invalid_request",
+    ),
+    401: _MERCURE_AUTH_ERRORS,
+    429: ("too_many_connections",),
+    503: ("redis_unavailable",),
+}
+
+# Too many topics, an id or a type over its length are 413 (a limit), not 400.
+_MERCURE_PUBLISH_ERRORS: dict[int, tuple[str, ...]] = {
+    400: (
+        "missing_topic",
+        "invalid_topic",
+        "invalid_id",
+        "invalid_type",
+        "reserved_type",
+        "invalid_retry",
+        "bad_form",
+        "invalid_request",
+    ),
+    401: _MERCURE_AUTH_ERRORS,
+    403: ("insufficient_scope", "origin_not_allowed"),
+    408: ("request_timeout",),
+    413: ("payload_too_large",),
+    415: ("unsupported_media_type",),
+    429: ("rate_limited", "topic_rate_limited"),
+    503: ("redis_unavailable",),
+}
+
+_MERCURE_SUBSCRIPTIONS_ERRORS: dict[int, tuple[str, ...]] = {
+    400: ("invalid_request",),
+    401: _MERCURE_AUTH_ERRORS,
+    403: ("insufficient_scope",),
+    404: ("not_found",),
+    503: ("redis_unavailable",),
+}
+
+#: The Bearer challenge (RFC 6750 section 3) each Mercure refusal of a token carries.
+_CHALLENGES = {
+    "missing_token": "Bearer",
+    "invalid_token": 'Bearer error="invalid_token"',
+    "token_too_large": 'Bearer error="invalid_token"',
+    "invalid_request": 'Bearer error="invalid_request"',
+    "insufficient_scope": 'Bearer error="insufficient_scope"',
+}
+
+#: What a Mercure operation's error says, where the catalogue's sentence is another door's.
+_MERCURE_STATUS_TEXT = {
+    400: "The request is malformed (a malformed Authorization header included: "
+    "`invalid_request`).",
+    401: "No token, or one that cannot be trusted; which, the hub does not say (draft 08): an "
+    "expired token is `invalid_token` too.",
+    404: "No such subscriptions resource or active subscription, or the subscriptions API is "
+    "off (REALTIME_MERCURE_SUBSCRIPTIONS=0).",
+    413: "The body is over REALTIME_MAX_BODY (default 1048576 bytes), the data over "
+    f"REALTIME_MAX_PAYLOAD (default 65536 UTF-8 bytes), the topics more than REALTIME_MAX_TOPICS "
+    f"(default 50), the id over {MAX_ID_LENGTH} or the type over {MAX_TYPE_LENGTH} characters.",
+    415: f"A Mercure publish is a form: send Content-Type: {FORM}.",
 }
 
 _WIRE_FORMAT = """\

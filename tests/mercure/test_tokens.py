@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realtime.core.auth import TokenVerifier
-from realtime.core.errors import AuthError
+from realtime.core.errors import AuthError, BadRequest
 from realtime.mercure.tokens import (
     DETAIL_TYPE,
     FROM_COOKIE,
@@ -186,10 +186,10 @@ def test_the_header_wins_then_the_query_then_a_cookie(
     assert find_token(authorization=authorization, query=query, cookies=cookies) == expected
 
 
-def test_a_malformed_authorization_header_is_refused() -> None:
-    with pytest.raises(AuthError) as raised:
+def test_a_malformed_authorization_header_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest) as raised:
         find_token(authorization="Basic abc", query="q", cookies={})
-    assert raised.value.code == "invalid_authorization"
+    assert (raised.value.status, raised.value.code) == (400, "invalid_request")
 
 
 SEGMENTS = st.sampled_from(["a", "b", "c"])

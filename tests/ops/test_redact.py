@@ -23,6 +23,10 @@ from realtime.ops.redact import REDACTED, redact_referer, redact_url
         ("access_token=abc&topic=a", "access_token=[redacted]&topic=a"),  # a bare query string
         ("/ws?token=abc", "/ws?token=[redacted]"),
         ("/ws?topic=a&jwt=abc", "/ws?topic=a&jwt=[redacted]"),
+        (  # the Mercure hub's draft 07 query token
+            "/.well-known/mercure?topic=*&authorization=abc",
+            "/.well-known/mercure?topic=*&authorization=[redacted]",
+        ),
     ],
 )
 def test_token_parameter_value_is_redacted_wherever_it_stands(text: str, expected: str) -> None:

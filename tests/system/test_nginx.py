@@ -30,6 +30,7 @@ import gevent.event
 import pytest
 import simple_websocket
 from conftest import ROOT, Gunicorn, make_token, require_binary, wait_http
+from mercure_tokens import PUBLISHER
 from sse_client import SocketStream
 
 from realtime.core.sse import MessageEvent
@@ -254,6 +255,28 @@ def test_an_event_published_through_nginx_reaches_an_sse_client_through_nginx_un
     print(f"\npublish -> arrival through nginx: {', '.join(f'{ms:.1f}' for ms in latencies)} ms")
 
 
+def test_a_mercure_update_reaches_a_mercure_subscriber_through_nginx_unbuffered(
+    two_instances: Any, nginx_factory: Any
+) -> None:
+    a, b = two_instances(REALTIME_HEARTBEAT_S="60", REALTIME_MERCURE_ANONYMOUS="1")
+    nginx = nginx_factory((a.port, b.port))
+    stream = SocketStream(nginx.port, "/.well-known/mercure?topic=https://example.com/n")
+    stream.read_events(time.monotonic() + 5)
+    assert stream.status == 200
+    for n in range(3):
+        request = urllib.request.Request(
+            nginx.url + "/.well-known/mercure",
+            data=f"topic=https://example.com/n&data=hello+{n}&id=n{n}".encode(),
+            headers={"Authorization": f"Bearer {PUBLISHER}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.read() == f"n{n}".encode()
+        event = next_message(stream, timeout=5)
+        assert event is not None, "the update was held back: something buffers the hub"
+        assert (event.last_event_id, event.data) == (f"n{n}", f"hello {n}")
+    stream.close()
+
+
 def test_the_unbuffered_check_fails_behind_a_buffering_proxy(
     two_instances: Any, nginx_factory: Any
 ) -> None:
@@ -422,7 +445,7 @@ def test_the_access_log_never_contains_a_token(two_instances: Any, nginx_factory
     nginx = nginx_factory((a.port, b.port))
     stream = open_stream(nginx.port, "a")
     stream.close()
-    secrets = [f"s3cret{n}x{uuid.uuid4().hex}" for n in range(8)]
+    secrets = [f"s3cret{n}x{uuid.uuid4().hex}" for n in range(9)]
     paths = [
         f"/healthz?access_token={secrets[0]}&x=1",
         f"/healthz?access_token={secrets[1]}&access_token={secrets[2]}",
@@ -430,6 +453,7 @@ def test_the_access_log_never_contains_a_token(two_instances: Any, nginx_factory
         f"/healthz?access%5Ftoken={secrets[4]}",
         f"/?topic=demo&token={secrets[5]}",
         f"/events?topic=a&jwt={secrets[6]}",
+        f"/.well-known/mercure?topic=*&authorization={secrets[8]}",  # the Mercure hub's
     ]
     for path in paths:
         connection = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=5)
@@ -450,6 +474,7 @@ def test_the_access_log_never_contains_a_token(two_instances: Any, nginx_factory
     assert "GET /healthz?ACCESS_TOKEN=[redacted] HTTP/1.1" in log
     assert "GET /?topic=demo&token=[redacted] HTTP/1.1" in log
     assert "GET /events?topic=a&jwt=[redacted] HTTP/1.1" in log
+    assert "GET /.well-known/mercure?topic=*&authorization=[redacted] HTTP/1.1" in log
     assert f'"{nginx.url}/?[redacted]"' in log  # the referring page, without its query
 
 

@@ -59,7 +59,7 @@ HTTP_ERRORS: Mapping[int, tuple[str, ...]] = {
 
 #: Codes only a WebSocket ``error`` frame carries: a message that is not one, and a bug.
 WEBSOCKET_ERRORS: Mapping[int, tuple[str, ...]] = {
-    400: ("invalid_request", "unknown_type"),
+    400: ("unknown_type",),
     500: ("internal_error",),
 }
 

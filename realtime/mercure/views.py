@@ -90,10 +90,15 @@ def link_header(last_event_id: str | None = None, **attributes: str) -> str:
     other target attributes (``type``, ``content-type``)."""
     value = f'<{hub_url()}>; rel="mercure"'
     if last_event_id is not None:
-        value += f'; last-event-id="{last_event_id}"'
+        value += f"; last-event-id={quoted(last_event_id)}"
     for name, text in attributes.items():
-        value += f'; {name.replace("_", "-")}="{text}"'
+        value += f"; {name.replace('_', '-')}={quoted(text)}"
     return value
+
+
+def quoted(text: str) -> str:
+    """An RFC 9110 quoted-string: a publisher's id may hold ``"`` or ``\\``."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def discovery_link(*, cursor: bool = True, **attributes: str) -> str:
@@ -387,11 +392,11 @@ def subscriptions(rest: str | None = None) -> Response:
     names, _connections = presence.present(UPDATES_TOPIC)
     every = [a for name in names for a in parse_presence_name(name)]
     chosen = select(every, api)
+    if api.subscriber is not None and not chosen:
+        raise ClientError("No such active subscription.", code="not_found", status=404)
     cursor = latest_cursor(state.broker, state.broker.position().seq)
     base_path = hub_path()
     if api.subscriber is not None:
-        if not chosen:
-            raise ClientError("No such active subscription.", code="not_found", status=404)
         body = document(chosen[0], active_now=True, hub_path=base_path)
         content_type = JSON_LD if api.draft == DRAFT_07 else "application/json"
     else:

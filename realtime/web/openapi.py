@@ -38,14 +38,17 @@ from typing import Any
 from realtime.core.errors import HTTP_ERRORS, RETRY_AFTER_STATUSES
 from realtime.core.topics import RESERVED_TYPES, TOPIC_RE, TYPE_RE
 from realtime.core.version import __version__
-from realtime.mercure.selectors import MAX_SELECTOR_LENGTH, MAX_SELECTORS
-from realtime.mercure.updates import (
-    EARLIEST,
-    HUB_EVENT_TYPE,
-    MAX_ID_LENGTH,
-    MAX_RETRY_DIGITS,
-    MAX_TYPE_LENGTH,
-)
+
+# The Mercure hub's limits and reserved words, stated here because the front doors' layer may
+# not import the hub above it; tests/web/test_openapi.py holds them equal to realtime.mercure's.
+MAX_SELECTORS = 100
+MAX_SELECTOR_LENGTH = 2048
+JSON_LD_CONTEXT = "https://mercure.rocks/"
+EARLIEST = "earliest"
+HUB_EVENT_TYPE = "mercure"
+MAX_ID_LENGTH = 1024
+MAX_RETRY_DIGITS = 10
+MAX_TYPE_LENGTH = 256
 
 __all__ = ["ERRORS", "RETRY_AFTER_STATUSES", "document"]
 
@@ -203,15 +206,15 @@ _CHALLENGES = {
 
 #: What a Mercure operation's error says, where the catalogue's sentence is another door's.
 _MERCURE_STATUS_TEXT = {
-    400: "The request is malformed (a malformed Authorization header included: "
-    "`invalid_request`).",
+    400: "The request is malformed (a malformed Authorization header included: `invalid_request`).",
     401: "No token, or one that cannot be trusted; which, the hub does not say (draft 08): an "
     "expired token is `invalid_token` too.",
     404: "No such subscriptions resource or active subscription, or the subscriptions API is "
     "off (REALTIME_MERCURE_SUBSCRIPTIONS=0).",
     413: "The body is over REALTIME_MAX_BODY (default 1048576 bytes), the data over "
-    f"REALTIME_MAX_PAYLOAD (default 65536 UTF-8 bytes), the topics more than REALTIME_MAX_TOPICS "
-    f"(default 50), the id over {MAX_ID_LENGTH} or the type over {MAX_TYPE_LENGTH} characters.",
+    "REALTIME_MAX_PAYLOAD (default 65536 UTF-8 bytes), the topic fields more than "
+    f"REALTIME_MAX_TOPICS (default 50), the id over {MAX_ID_LENGTH} or the type over "
+    f"{MAX_TYPE_LENGTH} characters.",
     415: f"A Mercure publish is a form: send Content-Type: {FORM}.",
 }
 
@@ -247,6 +250,34 @@ The stream ends with one of: `event: overflow` (the client fell behind; no id, s
 reconnect resumes losslessly), `retry: <short>` then `event: shutdown` (the worker is stopping;
 a draining worker answers a new request this way too, with 200), `event: auth_expired` (the
 token's `exp` passed). Ids are opaque strings, ordered the same on every worker."""
+
+_MERCURE_WIRE_FORMAT = """\
+A `text/event-stream` (WHATWG Server-Sent Events), UTF-8, as both Mercure drafts define it.
+
+The stream opens with `retry: <ms>` (REALTIME_RETRY_MS, default 3000) and the comment `: ok`.
+With a Last-Event-ID (header, `last_event_id` or `lastEventID`), the updates the hub still holds
+after the earliest one that carried that id come first (`earliest`: every update it holds), then
+live ones. `Mercure-Last-Event-ID` (draft 08) and `Last-Event-ID` (draft 07) say where the
+stream starts: for a fresh stream the newest update's id (`earliest` while there is none), for
+an exact resume the id sent, and `earliest` for an id the hub no longer holds or never had
+(updates may have been missed; the stream is live from now).
+
+Each update a selector matches (a private one only when the token grants one of its topics):
+
+```
+retry: <ms, when the publisher gave one>
+id: <the publisher's id verbatim, else the hub's urn:uuid:...>
+event: <the publisher's type, default message>
+data: <first line of the data>
+data: <next line ...>
+```
+
+With REALTIME_MERCURE_SUBSCRIPTIONS=1 the subscription events are private updates of type
+`mercure` whose data is the subscription's JSON document. A `: heartbeat` comment comes after
+every REALTIME_HEARTBEAT_S (default 15) seconds of silence. The stream ends at the token's `exp`
+or at REALTIME_MAX_CONNECTION_AGE_S (`: expired`), or with a short `retry:` and `: overflow`,
+`: shutdown` or `: resync`: reconnect with the last id. A draining worker answers 200 with a
+short `retry:` and `: draining`, without the cursor and Link headers."""
 
 
 def _ecma(pattern: re.Pattern[str]) -> str:
@@ -371,6 +402,7 @@ def _schemas() -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
+        **_mercure_schemas(),
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -406,6 +438,138 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _mercure_schemas() -> dict[str, Any]:
+    id_ = {
+        "type": "string",
+        "description": "The subscription's topic and URL, under the hub's path: "
+        "`/.well-known/mercure/subscriptions/...`, each variable percent-encoded.",
+    }
+    subscriber = {
+        "type": "string",
+        "description": "Made by the hub (`urn:uuid:...`), never taken from the client or its "
+        "token.",
+    }
+    payload = {"description": "The token's payload for this subscription, when it has one."}
+    members = {
+        "type": "array",
+        "items": {
+            "oneOf": [_ref(SCHEMAS, "MercureSubscription"), _ref(SCHEMAS, "MercureSubscriptionLd")]
+        },
+        "description": "Each subscription in the shape of the draft its client speaks.",
+    }
+    return {
+        "MercureUpdateForm": {
+            "type": "object",
+            "description": 'One update as form fields (both drafts, "Publication"). Unknown '
+            "fields are ignored; of `data`, `id`, `type` and `retry` the first occurrence "
+            "counts. No topic, id or type may hold a control or Unicode format character.",
+            "required": ["topic"],
+            "properties": {
+                "topic": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"type": "string", "minLength": 1, "not": {"const": "*"}},
+                    "description": "Repeat it: the first is the canonical topic, the others "
+                    "alternates that match too. None may be `*` or a URL in the hub's own "
+                    "namespace (its path and below, once resolved against the hub's URL), "
+                    "reserved for its subscription events (`invalid_topic`). The token must "
+                    "grant publish on every one.",
+                },
+                "data": {
+                    "type": "string",
+                    "description": "Delivered one `data:` line per line (CR and CRLF become LF); "
+                    "default empty; at most REALTIME_MAX_PAYLOAD (default 65536) UTF-8 bytes.",
+                },
+                "private": {
+                    "type": "string",
+                    "description": "Present, whatever its value: only subscribers whose token "
+                    "grants one of the update's topics receive it.",
+                },
+                "id": {
+                    "type": "string",
+                    "maxLength": MAX_ID_LENGTH,
+                    "not": {"anyOf": [{"pattern": "^#"}, {"const": EARLIEST}]},
+                    "description": "The update's id, delivered verbatim as the SSE `id:` and "
+                    "resumable from; empty or absent: the hub makes one (`urn:uuid:...`). Not "
+                    "starting with `#` (the hub's own ids may) and not `earliest` (`invalid_id`).",
+                },
+                "type": {
+                    "type": "string",
+                    "maxLength": MAX_TYPE_LENGTH,
+                    "not": {"const": HUB_EVENT_TYPE},
+                    "description": "The SSE `event:`; empty or absent: `message`. `mercure` is "
+                    "the hub's own (`reserved_type`).",
+                },
+                "retry": {
+                    "type": "string",
+                    "pattern": f"^[0-9]{{0,{MAX_RETRY_DIGITS}}}$",
+                    "description": "The SSE `retry:` sent before the update, in milliseconds.",
+                },
+            },
+        },
+        "MercureSubscription": {
+            "type": "object",
+            "description": "An active subscription, draft 08's shape.",
+            "required": ["id", "type", "match_type", "match", "subscriber", "active"],
+            "properties": {
+                "id": id_,
+                "type": {"const": "subscription"},
+                "match_type": {"enum": ["exact", "urlpattern"]},
+                "match": {"type": "string"},
+                "subscriber": subscriber,
+                "active": {"type": "boolean"},
+                "payload": payload,
+            },
+            "additionalProperties": False,
+        },
+        "MercureSubscriptionLd": {
+            "type": "object",
+            "description": "An active subscription, draft 07's JSON-LD shape (`@context` is "
+            "left out inside a collection).",
+            "required": ["id", "type", "topic", "subscriber", "active"],
+            "properties": {
+                "@context": {"const": JSON_LD_CONTEXT},
+                "id": id_,
+                "type": {"const": "Subscription"},
+                "topic": {"type": "string"},
+                "subscriber": subscriber,
+                "active": {"type": "boolean"},
+                "payload": payload,
+            },
+            "additionalProperties": False,
+        },
+        "MercureSubscriptions": {
+            "type": "object",
+            "description": "A collection of active subscriptions, draft 08's shape (its cursor "
+            "is in the Link header).",
+            "required": ["id", "type", "subscriptions"],
+            "properties": {
+                "id": {"type": "string", "description": "The path asked for."},
+                "type": {"const": "subscriptions"},
+                "subscriptions": members,
+            },
+            "additionalProperties": False,
+        },
+        "MercureSubscriptionsLd": {
+            "type": "object",
+            "description": "A collection of active subscriptions, draft 07's JSON-LD shape.",
+            "required": ["@context", "id", "type", "lastEventID", "subscriptions"],
+            "properties": {
+                "@context": {"const": JSON_LD_CONTEXT},
+                "id": {"type": "string", "description": "The path asked for."},
+                "type": {"const": "Subscriptions"},
+                "lastEventID": {
+                    "type": "string",
+                    "description": "The id to subscribe from to miss no later subscription "
+                    "event (`earliest` while there is no update).",
+                },
+                "subscriptions": members,
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
 def _error_response(status: int, codes: tuple[str, ...], description: str) -> dict[str, Any]:
     """An error response whose ``error`` is one of ``codes``."""
     response: dict[str, Any] = {
@@ -433,6 +597,34 @@ def _errors(codes: dict[int, tuple[str, ...]]) -> dict[str, Any]:
     }
 
 
+#: (parameter name, cookie, draft, first) of the Mercure hub's token cookies, in the order it
+#: reads them (:data:`realtime.mercure.tokens.COOKIES`).
+_MERCURE_COOKIES = (
+    ("MercureSecureCookie", "__Secure-mercure_access_token", "draft 08", True),
+    ("MercureCookie", "mercure_access_token", "draft 08", False),
+    ("MercureAuthorizationCookie", "mercureAuthorization", "draft 07", False),
+)
+
+
+def _mercure_errors(codes: dict[int, tuple[str, ...]]) -> dict[str, Any]:
+    """A Mercure operation's errors: those that refuse a token carry its Bearer challenge."""
+    responses = {}
+    for status, found in codes.items():
+        description = _MERCURE_STATUS_TEXT.get(status, _STATUS_NAMES[status][1])
+        response = _error_response(status, found, description)
+        challenges = sorted({_CHALLENGES[c] for c in found if c in _CHALLENGES})
+        if challenges:
+            response.setdefault("headers", {})["WWW-Authenticate"] = {
+                "description": "The Bearer challenge (RFC 6750) of a token refusal: "
+                + ", ".join(f"`{c}`" for c in found if c in _CHALLENGES)
+                + ".",
+                "required": all(c in _CHALLENGES for c in found),
+                "schema": {"enum": challenges},
+            }
+        responses[str(status)] = response
+    return responses
+
+
 def _components() -> dict[str, Any]:
     return {
         "schemas": _schemas(),
@@ -451,6 +643,11 @@ def _components() -> dict[str, Any]:
                 "request's ids instead of publishing again.",
                 "schema": {"const": "true"},
             },
+            "MercureLink": {
+                "description": 'The hub\'s discovery link (draft 08, "Discovery"): '
+                '`<hub URL>; rel="mercure"`.',
+                "schema": {"type": "string", "pattern": '^<[^>]*>; rel="mercure"$'},
+            },
         },
         "parameters": {
             "AccessToken": {
@@ -460,6 +657,26 @@ def _components() -> dict[str, Any]:
                 "cannot set headers (redacted from every log). Authorization and the "
                 "realtime_token cookie win over it.",
                 "schema": {"type": "string"},
+            },
+            "MercureQueryToken": {
+                "name": "authorization",
+                "in": "query",
+                "description": "The Mercure hub's token in the query string (draft 07), for "
+                "EventSource, which cannot set headers (redacted from every log). A draft 08 "
+                "access token (`typ: at+jwt`) is refused here (401 `invalid_token`). "
+                "Authorization wins over it, and it over the cookies.",
+                "schema": {"type": "string"},
+            },
+            **{
+                name: {
+                    "name": cookie,
+                    "in": "cookie",
+                    "description": f"The Mercure hub's token in a cookie ({draft}); used when "
+                    "there is no Authorization header and no `authorization` query parameter."
+                    + (" The hub reads its cookies in the order listed." if first else ""),
+                    "schema": {"type": "string"},
+                }
+                for name, cookie, draft, first in _MERCURE_COOKIES
             },
         },
         "securitySchemes": {
@@ -481,6 +698,22 @@ def _components() -> dict[str, Any]:
                 "in": "query",
                 "name": "access_token",
                 "description": "The JWT in the query string; the last source tried.",
+            },
+            "mercureQuery": {
+                "type": "apiKey",
+                "in": "query",
+                "name": "authorization",
+                "description": "The Mercure hub's token in the query string (draft 07 tokens "
+                "only), when there is no Authorization header.",
+            },
+            **{
+                "mercure" + name.removeprefix("Mercure"): {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": cookie,
+                    "description": f"The Mercure hub's token in a cookie ({draft}).",
+                }
+                for name, cookie, draft, _ in _MERCURE_COOKIES
             },
         },
     }
@@ -669,6 +902,252 @@ def _presence() -> dict[str, Any]:
     }
 
 
+def _mercure_security(*, optional: bool) -> list[dict[str, list[str]]]:
+    """Any one of the hub's token sources, in the order it reads them; ``optional`` adds
+    ``{}``, no token, which only REALTIME_MERCURE_ANONYMOUS=1 allows (public updates only)."""
+    cookies: list[dict[str, list[str]]] = [
+        {"mercure" + name.removeprefix("Mercure"): []} for name, _, _, _ in _MERCURE_COOKIES
+    ]
+    sources: list[dict[str, list[str]]] = [{"bearer": []}, {"mercureQuery": []}, *cookies]
+    return [{}, *sources] if optional else sources
+
+
+def _mercure_token_parameters() -> list[dict[str, Any]]:
+    return [
+        _ref(PARAMETERS, "MercureQueryToken"),
+        *(_ref(PARAMETERS, name) for name, _, _, _ in _MERCURE_COOKIES),
+    ]
+
+
+_MERCURE_AUTH_TEXT = (
+    "A token is a draft 07 JWT (a `mercure` claim of `publish` and `subscribe` selectors) or a "
+    "draft 08 access token (`typ: at+jwt`, `authorization_details`), signed with the server's "
+    "key and checked against REALTIME_MERCURE_AUDIENCE and REALTIME_MERCURE_ISSUER when set. "
+    "An Authorization header that is not `Bearer <token>` is 400 `invalid_request`."
+)
+
+
+def _selector_parameter(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "description": description + " Repeatable; with the other selector parameters, at "
+        f"least one and at most {MAX_SELECTORS} in all, each at most {MAX_SELECTOR_LENGTH} "
+        "characters.",
+        "style": "form",
+        "explode": True,
+        "schema": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1, "maxLength": MAX_SELECTOR_LENGTH},
+        },
+    }
+
+
+def _mercure_subscribe() -> dict[str, Any]:
+    last_event_id = {"type": "string", "maxLength": 256, "examples": [EARLIEST]}
+    return {
+        "operationId": "mercureSubscribe",
+        "tags": ["mercure"],
+        "summary": "Subscribe to Mercure updates as Server-Sent Events",
+        "description": "The updates any selector matches, from a Mercure client of draft 07 "
+        "(`topic`) or draft 08 (`match`, `match_urlpattern`); private updates only when the "
+        "token's subscribe selectors match one of their topics. Any other query parameter "
+        "whose name starts with `match` (in any case) is 400 `invalid_selector`. Without "
+        "REALTIME_MERCURE_ANONYMOUS=1 a token is required. " + _MERCURE_AUTH_TEXT,
+        "security": _mercure_security(optional=True),
+        "parameters": [
+            _selector_parameter(
+                "topic",
+                "A draft 07 selector: `*` (every topic), an exact topic, or an RFC 6570 URI "
+                "Template that topics are matched against (`https://example.com/books/{id}`).",
+            ),
+            _selector_parameter(
+                "match",
+                "A draft 08 exact matcher: the topic byte for byte (`*`: every topic).",
+            ),
+            _selector_parameter("match_exact", "The same as `match`."),
+            _selector_parameter(
+                "match_urlpattern",
+                "A draft 08 URL Pattern (WHATWG), relative ones resolved against the hub's URL "
+                "(`*`: every topic); a topic that is not a URL matches none.",
+            ),
+            {
+                "name": "last_event_id",
+                "in": "query",
+                "description": "Draft 08: resume after this id (`earliest`: every update the "
+                "hub holds), when no (or a blank) Last-Event-ID header is sent.",
+                "schema": last_event_id,
+            },
+            {
+                "name": "lastEventID",
+                "in": "query",
+                "description": "Draft 07's name for `last_event_id`, which wins over it.",
+                "schema": last_event_id,
+            },
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "description": "The id of the last update received (the browser's reconnect "
+                "sends it); wins over both query parameters.",
+                "schema": last_event_id,
+            },
+            *_mercure_token_parameters(),
+        ],
+        "responses": {
+            "200": {
+                "description": "The stream.\n\n" + _MERCURE_WIRE_FORMAT,
+                "headers": {
+                    "Cache-Control": {"schema": {"const": "no-cache"}},
+                    "X-Accel-Buffering": {
+                        "description": "Tells nginx not to buffer the stream.",
+                        "schema": {"const": "no"},
+                    },
+                    "Mercure-Last-Event-ID": {
+                        "description": "Draft 08: where the stream starts (see above).",
+                        "schema": {"type": "string"},
+                    },
+                    "Last-Event-ID": {
+                        "description": "Draft 07's name for Mercure-Last-Event-ID, the same value.",
+                        "schema": {"type": "string"},
+                    },
+                    "Link": _ref(HEADERS, "MercureLink"),
+                },
+                "content": {
+                    SSE: {
+                        "schema": {"type": "string"},
+                        "examples": {
+                            "update": {
+                                "value": "id: urn:uuid:5e94c686-2c0b-4f9b-958e-92f471ba5a2d\n"
+                                'event: message\ndata: {"status": "out of stock"}\n\n'
+                            }
+                        },
+                    }
+                },
+            },
+            **_mercure_errors(_MERCURE_SUBSCRIBE_ERRORS),
+        },
+    }
+
+
+def _mercure_publish() -> dict[str, Any]:
+    return {
+        "operationId": "mercurePublish",
+        "tags": ["mercure"],
+        "summary": "Publish a Mercure update",
+        "description": "Needs a token whose publish selectors match every topic of the update, "
+        "canonical and alternate (else 403 `insufficient_scope`); a token from a cookie (or the "
+        "query string, with an Origin) must come from an allowed Origin (403 "
+        "`origin_not_allowed`). The update is stored and fanned out like any event, under the "
+        "same publish rate (REALTIME_PUBLISH_RATE) as `/publish`. " + _MERCURE_AUTH_TEXT,
+        "security": _mercure_security(optional=False),
+        "parameters": _mercure_token_parameters(),
+        "requestBody": {
+            "required": True,
+            "content": {
+                FORM: {
+                    "schema": _ref(SCHEMAS, "MercureUpdateForm"),
+                    "encoding": {"topic": {"style": "form", "explode": True}},
+                    "examples": {
+                        "update": {
+                            "value": {
+                                "topic": ["https://example.com/books/1"],
+                                "data": '{"status": "out of stock"}',
+                            }
+                        }
+                    },
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "Stored: the body is the update's id, the publisher's or the hub's.",
+                "headers": {"Link": _ref(HEADERS, "MercureLink")},
+                "content": {
+                    "text/plain": {
+                        "schema": {
+                            "type": "string",
+                            "examples": ["urn:uuid:5e94c686-2c0b-4f9b-958e-92f471ba5a2d"],
+                        }
+                    }
+                },
+            },
+            **_mercure_errors(_MERCURE_PUBLISH_ERRORS),
+        },
+    }
+
+
+def _mercure_subscriptions(*, one: bool) -> dict[str, Any]:
+    """The subscriptions API (draft 08, "Active Subscriptions"): the collection, or
+    (``one``) a selector's subscriptions or one subscription."""
+    link = {
+        "description": "The hub's link with the cursor: subscribe from `last-event-id` to "
+        "miss no later subscription event, "
+        '`<hub>; rel="mercure"; last-event-id="<id>"; type="mercure"; '
+        'content-type="application/json"`.',
+        "required": True,
+        "schema": {"type": "string", "pattern": '^<[^>]*>; rel="mercure"; last-event-id="'},
+    }
+    if one:
+        json_schema: dict[str, Any] = {
+            "oneOf": [_ref(SCHEMAS, "MercureSubscriptions"), _ref(SCHEMAS, "MercureSubscription")]
+        }
+        ld_schema: dict[str, Any] = {
+            "oneOf": [
+                _ref(SCHEMAS, "MercureSubscriptionsLd"),
+                _ref(SCHEMAS, "MercureSubscriptionLd"),
+            ]
+        }
+        parameters = [
+            {
+                "name": "rest",
+                "in": "path",
+                "required": True,
+                "description": "The rest of the path, its segments percent-encoded once (an "
+                "encoded `/` stays inside its segment). Draft 08: `{match_type}/{match}` (a "
+                "selector's subscriptions) or `{match_type}/{match}/{subscriber}` (one), "
+                "`match_type` being `exact` or `urlpattern`; draft 07: `{topic}` or "
+                "`{topic}/{subscriber}`. Draft 07's are answered in JSON-LD.",
+                "schema": {"type": "string"},
+            }
+        ]
+        summary = "A selector's active Mercure subscriptions, or one subscription"
+        description = "A collection, or the one subscription when the path names a subscriber "
+        "(404 `not_found` when it is not active)."
+    else:
+        json_schema = _ref(SCHEMAS, "MercureSubscriptions")
+        ld_schema = _ref(SCHEMAS, "MercureSubscriptionsLd")
+        parameters = []
+        summary = "Every active Mercure subscription, over every worker and host"
+        description = "Draft 08's collection, or draft 07's when the request's Accept names "
+        f"`{JSON_LD}`."
+    return {
+        "operationId": "mercureSubscription" if one else "mercureSubscriptions",
+        "tags": ["mercure"],
+        "summary": summary,
+        "description": description + " Only with REALTIME_MERCURE_SUBSCRIPTIONS=1 (else 404 "
+        "`not_found`). Needs a token whose subscribe selectors match the request's path itself "
+        "(else 403 `insufficient_scope`). " + _MERCURE_AUTH_TEXT,
+        "security": _mercure_security(optional=False),
+        "parameters": [*parameters, *_mercure_token_parameters()],
+        "responses": {
+            "200": {
+                "description": "Draft 08's JSON, or draft 07's JSON-LD.",
+                "headers": {"Link": link},
+                "content": {JSON: {"schema": json_schema}, JSON_LD: {"schema": ld_schema}},
+            },
+            **_mercure_errors(_MERCURE_SUBSCRIPTIONS_ERRORS),
+        },
+    }
+
+
+def _mercure_paths() -> dict[str, Any]:
+    return {
+        MERCURE: {"get": _mercure_subscribe(), "post": _mercure_publish()},
+        MERCURE + "/subscriptions": {"get": _mercure_subscriptions(one=False)},
+        MERCURE + "/subscriptions/{rest}": {"get": _mercure_subscriptions(one=True)},
+    }
+
+
 def _simple_get(
     operation_id: str, summary: str, tag: str, response: dict[str, Any]
 ) -> dict[str, Any]:
@@ -762,19 +1241,26 @@ def document() -> dict[str, Any]:
             '`POST /publish`. Every refusal is JSON `{"error": "<stable code>", '
             '"message": "<a sentence>"}` and changes nothing; any unknown path is 404 '
             "`not_found` and any method a path lacks is 405 `method_not_allowed` (see "
-            "`x-router-responses`). The WebSocket at `GET /ws` is described in the README.",
+            "`x-router-responses`). The WebSocket at `GET /ws` is described in the README. A "
+            "Mercure hub (drafts 07 and 08) is at `/.well-known/mercure` unless "
+            "REALTIME_MERCURE=0.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "tags": [
             {"name": "streams", "description": "Server-Sent Events."},
             {"name": "publishing", "description": "Storing events."},
             {"name": "presence", "description": "Who is connected."},
+            {
+                "name": "mercure",
+                "description": "The Mercure hub (drafts 07 and 08) at `/.well-known/mercure`.",
+            },
             {"name": "operations", "description": "Health, metrics, this document, the page."},
         ],
         "paths": {
             "/events": _events(),
             "/publish": _publish(),
             "/presence": _presence(),
+            **_mercure_paths(),
             **_operations_paths(),
         },
         "components": _components(),

@@ -174,9 +174,48 @@ REJECTED_NUMBERS = [
 ]
 
 
+FLAGS = ("REALTIME_MERCURE", "REALTIME_MERCURE_ANONYMOUS", "REALTIME_MERCURE_SUBSCRIPTIONS")
+
+
 def test_the_rejection_table_covers_every_numeric_setting() -> None:
-    numeric = {name for name, default in DOCUMENTED.items() if default.isdigit()}
+    numeric = {
+        name for name, default in DOCUMENTED.items() if default.isdigit() and name not in FLAGS
+    }
     assert {name for name, _ in WHOLE_NUMBERS + SECONDS} == numeric
+
+
+@pytest.mark.parametrize("name", FLAGS)
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("1", True),
+        ("true", True),
+        (" Yes ", True),
+        ("on", True),
+        ("0", False),
+        ("off", False),
+        ("no", False),
+        ("FALSE", False),
+        ("", False),
+    ],
+)
+def test_a_flag_reads_the_usual_spellings(name: str, raw: str, value: bool) -> None:
+    settings = load_settings(environ={name: raw, "REALTIME_PRESENCE_TTL_S": "30"})
+    assert getattr(settings, attribute(name)) is value
+
+
+@pytest.mark.parametrize("name", FLAGS)
+@pytest.mark.parametrize("raw", ["2", "enabled", "y e s", "-1"])
+def test_a_flag_refuses_anything_else_naming_it(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings(environ={name: raw})
+
+
+def test_the_subscriptions_api_needs_presence() -> None:
+    with pytest.raises(ConfigError, match="REALTIME_PRESENCE_TTL_S"):
+        load_settings(
+            environ={"REALTIME_MERCURE_SUBSCRIPTIONS": "1", "REALTIME_PRESENCE_TTL_S": "0"}
+        )
 
 
 @pytest.mark.parametrize(("name", "raw"), REJECTED_NUMBERS)

@@ -66,3 +66,21 @@ def test_the_hub_is_not_served_when_turned_off(host_factory: Callable[..., Any])
     client = app.test_client()
     assert client.get("/.well-known/mercure?topic=*").status_code == 404
     assert client.post("/.well-known/mercure", data={"topic": "a"}).status_code == 404
+
+
+def test_an_id_with_quotes_is_escaped_in_the_discovery_link(
+    host_factory: Callable[..., Any],
+) -> None:
+    holder: dict[str, Realtime] = {}
+    app, rt = host_factory(routes=with_books(holder))
+    holder["rt"] = rt
+    client = app.test_client()
+    odd = 'rev "7" \\ of book 1'
+    sent = client.post(
+        "/.well-known/mercure",
+        data={"topic": "https://example.com/books/1", "id": odd},
+        headers=bearer(PUBLISHER),
+    )
+    assert sent.status_code == 200
+    link = client.get("/books/1").headers["Link"]
+    assert 'last-event-id="rev \\"7\\" \\\\ of book 1"' in link

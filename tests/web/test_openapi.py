@@ -4,8 +4,10 @@ First the document itself: valid OpenAPI 3.1 (openapi-spec-validator), every ``$
 it lists exactly the routes of the Flask URL map, and every error code of the registry is
 under its status. Then the server, in process through the Flask test client on real Redis:
 
-- a table reaches every status and error code the document gives ``/publish``, ``/events`` and
-  ``/presence``, and nothing else (the document promises no answer the server never gives);
+- a table reaches every status and error code the document gives ``/publish``, ``/events``,
+  ``/presence`` and the Mercure hub's four operations, and nothing else (the document promises no
+  answer the server never gives); every code the hub's modules raise is documented under one of
+  its operations, and its subscriptions API answers documents of the documented shapes;
 - a property test (hypothesis) throws generated requests at those three: methods and paths,
   query strings, tokens (valid, limited, expired, forged, malformed; by header, cookie or
   query), Content-Type, Idempotency-Key, Last-Event-ID, and bodies (JSON from the schemas and
@@ -16,6 +18,7 @@ under its status. Then the server, in process through the Flask test client on r
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import time
@@ -27,19 +30,23 @@ import jsonschema
 import jwt
 import pytest
 import redis
-from conftest import SECRET, make_token, stored_keys, stored_string
+from conftest import ROOT, SECRET, make_token, stored_keys, stored_string
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
+from mercure_tokens import draft07, draft08
 from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from test_slowrequest import Trickle
 
+from realtime.core import errors as core_errors
 from realtime.core.auth import MAX_TOKEN_LENGTH
 from realtime.core.sse import EventStreamParser
+from realtime.mercure.tokens import COOKIES
 from realtime.storage.keys import EPOCH_KEY, FIREHOSE_KEY, PREFIX
 from realtime.storage.redis_server import free_port
-from realtime.web.openapi import ERRORS, RETRY_AFTER_STATUSES, document
+from realtime.web import openapi
+from realtime.web.openapi import ERRORS, MERCURE, RETRY_AFTER_STATUSES, document
 from realtime.web.state import state
 
 DOC = document()
@@ -160,10 +167,74 @@ def test_every_error_response_is_the_error_schema_with_codes_of_its_status() -> 
     seen.update(code for response in router for code in error_codes_of(response))
     # Every code is answerable somewhere over HTTP, but the WebSocket's own.
     only_websocket = {"draining", "invalid_handshake", "unsupported_websocket_version"}
-    # The Mercure hub's own (issue 14): its door at /.well-known/mercure, documented with it, is
-    # not built yet; only its selector parsing is.
-    only_mercure = {"invalid_selector", "invalid_id", "invalid_retry"}
-    assert {c for codes in ERRORS.values() for c in codes} - seen == only_websocket | only_mercure
+    assert {c for codes in ERRORS.values() for c in codes} - seen == only_websocket
+
+
+def mercure_operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
+    return ((p, m, o) for p, m, o in operations() if p.startswith(MERCURE))
+
+
+def mercure_raised_codes() -> set[tuple[int, str]]:
+    """(status, code) of every refusal built in realtime/mercure: a ClientError's literal
+    ``code=`` (else its class's own) and the code given to ``check_characters``."""
+    classes = {
+        name: cls
+        for name, cls in vars(core_errors).items()
+        if isinstance(cls, type) and issubclass(cls, core_errors.ClientError)
+    }
+    found = set()
+    for path in sorted((ROOT / "realtime" / "mercure").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+                continue
+            keywords = {k.arg: k.value for k in node.keywords}
+            if node.func.id == "check_characters":
+                found.add((400, str(literal(node.args[2]))))
+            elif node.func.id in classes:
+                cls = classes[node.func.id]
+                code = keywords.get("code")
+                if code is not None and not isinstance(code, ast.Constant):
+                    continue  # check_characters' own raise: its callers are counted above
+                status = literal(keywords.get("status"))
+                found.add((int(status or cls.status), str(literal(code) or cls.code)))
+    return found
+
+
+def literal(node: ast.expr | None) -> Any:
+    """The value of a literal argument, ``None`` if absent."""
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def test_every_code_the_mercure_hub_raises_is_documented_under_one_of_its_operations() -> None:
+    raised = mercure_raised_codes()
+    assert {(400, "invalid_selector"), (403, "insufficient_scope"), (404, "not_found")} <= raised
+    documented = {
+        (int(status), code)
+        for _, _, operation in mercure_operations()
+        for status, response in operation["responses"].items()
+        if int(status) >= 400
+        for code in error_codes_of(response)
+    }
+    assert raised <= documented, sorted(raised - documented)
+
+
+def test_the_mercure_token_refusals_carry_their_bearer_challenge() -> None:
+    for path, method, operation in mercure_operations():
+        for status, response in operation["responses"].items():
+            challenge = response.get("headers", {}).get("WWW-Authenticate")
+            if status == "401":
+                assert challenge is not None, (path, method)
+                assert challenge["required"], (path, method)
+            if "insufficient_scope" in (error_codes_of(response) if int(status) >= 400 else []):
+                assert challenge is not None, (path, method, status)
+        cookies = {
+            p["name"] for p in map(resolve_ref, operation["parameters"]) if p["in"] == "cookie"
+        }
+        assert cookies == set(COOKIES), (path, method)
+
+
+def resolve_ref(node: dict[str, Any]) -> dict[str, Any]:
+    return resolve(node["$ref"]) if "$ref" in node else node
 
 
 def test_documented_request_examples_are_accepted(client: Any) -> None:
@@ -211,9 +282,20 @@ def validator(schema_pointer: str) -> jsonschema.Draft202012Validator:
     )
 
 
+def documented_path(path: str) -> str:
+    """The document's path (template) a request path is an instance of, else ``path`` itself.
+    A template's variable is a Flask ``path`` converter: any non-empty rest, ``/`` included."""
+    for template in DOC["paths"]:
+        parts = re.split(r"\{[^{}]+\}", template)
+        if len(parts) > 1 and re.fullmatch(".+".join(map(re.escape, parts)), path):
+            return str(template)
+    return path
+
+
 def documented_response(path: str, method: str, status: int) -> tuple[str, dict[str, Any]]:
     """The JSON pointer and object of the response the document gives for this answer: the
     operation's own, or the router's 404/405 for unknown paths and methods."""
+    path = documented_path(path)
     operation = DOC["paths"].get(path, {}).get(method)
     if operation is not None and str(status) in operation["responses"]:
         where = pointer("paths", path, method, "responses", str(status))
@@ -879,6 +961,404 @@ REACHABLE: list[tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any],
 ]
 
 
+# -- the Mercure hub's door ------------------------------------------------------------------
+
+HUB_TOKENS = {
+    "publisher": draft07(publish=["*"], subscribe=["*"]),
+    "tester": draft07(publish=["*"], sub="tester"),  # the sub of TOKENS' tokens
+    "books publisher": draft07(publish=["https://example.com/books/{id}"]),
+    "subscriber": draft08(subscribe=[{"match": "*"}]),
+    "elsewhere": draft07(subscribe=["https://example.com/elsewhere"]),
+    "expired": draft07(subscribe=["*"], exp=time.time() - 60),
+    "wrongly signed": TOKENS["wrongly signed"],
+    "too large": TOKENS["too large"],
+}
+BOOK = "https://example.com/books/1"
+SUBSCRIPTIONS = MERCURE + "/subscriptions"
+SUBSCRIPTIONS_ON = {"REALTIME_MERCURE_SUBSCRIPTIONS": "1"}
+
+
+def hub(
+    method: str = "GET",
+    path: str = MERCURE,
+    *,
+    query: list[tuple[str, str]] | None = None,
+    token: str | None = "publisher",
+    headers: dict[str, str] | None = None,
+    form: list[tuple[str, str]] | None = None,
+    body: bytes = b"",
+    content_type: str | None = None,
+    cookie: str | None = None,
+) -> dict[str, Any]:
+    """A request to the Mercure hub, in the shape :func:`ask` makes."""
+    if form is not None:
+        body, content_type = urlencode(form).encode(), content_type or FORM_TYPE
+    request = ask(method, path, query=query, token=None, headers=headers, body=body)
+    if token is not None:
+        request["headers"] = {**bearer(HUB_TOKENS[token]), **request["headers"]}
+    if content_type is not None:
+        request["headers"]["Content-Type"] = content_type
+    if cookie is not None:
+        request["cookie"], request["cookie_name"] = HUB_TOKENS[cookie], "mercureAuthorization"
+    return request
+
+
+def update(*fields: tuple[str, str], **kwargs: Any) -> dict[str, Any]:
+    return hub("POST", form=list(fields), **kwargs)
+
+
+def selectors(*names: str) -> list[tuple[str, str]]:
+    return [("topic", name) for name in names]
+
+
+UPDATE = (("topic", BOOK), ("data", "x"))
+REACHABLE += [
+    ("mercure subscribe", {}, [], hub(query=selectors(BOOK)), 200, ""),
+    (
+        "mercure subscribe draft 08",
+        {},
+        [],
+        hub(
+            query=[("match", "urn:a"), ("match_urlpattern", "/books/:id")],
+            headers={"Last-Event-ID": "earliest"},
+        ),
+        200,
+        "",
+    ),
+    (
+        "mercure subscribe anonymous",
+        {"REALTIME_MERCURE_ANONYMOUS": "1"},
+        [],
+        hub(query=selectors(BOOK), token=None),
+        200,
+        "",
+    ),
+    (
+        "mercure subscribe query token",
+        {},
+        [],
+        hub(query=[("topic", BOOK), ("authorization", HUB_TOKENS["publisher"])], token=None),
+        200,
+        "",
+    ),
+    ("mercure bad selector", {}, [], hub(query=[("match_regex", "a")]), 400, "invalid_selector"),
+    ("mercure no selector", {}, [], hub(query=[("lastEventID", "x")]), 400, "missing_topic"),
+    (
+        "mercure many selectors",
+        {},
+        [],
+        hub(query=selectors(*(f"urn:{n}" for n in range(101)))),
+        400,
+        "too_many_topics",
+    ),
+    (
+        "mercure long id",
+        {},
+        [],
+        hub(query=selectors(BOOK), headers={"Last-Event-ID": "x" * 300}),
+        400,
+        "invalid_last_event_id",
+    ),
+    (
+        "mercure subscribe basic auth",
+        {},
+        [],
+        hub(query=selectors(BOOK), token=None, headers={"Authorization": "Basic abc"}),
+        400,
+        "invalid_request",
+    ),
+    (
+        "mercure subscribe no token",
+        {},
+        [],
+        hub(query=selectors(BOOK), token=None),
+        401,
+        "missing_token",
+    ),
+    (
+        "mercure subscribe expired",
+        {},
+        [],
+        hub(query=selectors(BOOK), token="expired"),
+        401,
+        "invalid_token",
+    ),
+    (
+        "mercure subscribe access token in query",
+        {},
+        [],
+        hub(query=[("topic", BOOK), ("authorization", HUB_TOKENS["subscriber"])], token=None),
+        401,
+        "invalid_token",
+    ),
+    (
+        "mercure subscribe token too large",
+        {},
+        [],
+        hub(query=selectors(BOOK), token="too large"),
+        401,
+        "token_too_large",
+    ),
+    (
+        "mercure subscribe over connections",
+        {"REALTIME_MAX_CONNECTIONS": "1"},
+        [hub(query=selectors(BOOK))],
+        hub(query=selectors(BOOK)),
+        429,
+        "too_many_connections",
+    ),
+    (
+        "mercure subscribe redis down",
+        REDIS_DOWN,
+        [],
+        hub(query=selectors(BOOK)),
+        503,
+        "redis_unavailable",
+    ),
+    (
+        "mercure publish",
+        {},
+        [],
+        update(
+            ("topic", BOOK),
+            ("topic", "urn:isbn:1"),
+            ("data", "line 1\nline 2"),
+            ("private", "on"),
+            ("id", "book-1"),
+            ("type", "stock"),
+            ("retry", "1000"),
+            ("extension", "ignored"),
+        ),
+        200,
+        "",
+    ),
+    ("mercure publish no topic", {}, [], update(("data", "x")), 400, "missing_topic"),
+    ("mercure publish wildcard", {}, [], update(("topic", "*")), 400, "invalid_topic"),
+    (
+        "mercure publish hub topic",
+        {},
+        [],
+        update(("topic", SUBSCRIPTIONS + "/x/y")),
+        400,
+        "invalid_topic",
+    ),
+    ("mercure publish # id", {}, [], update(*UPDATE, ("id", "#1")), 400, "invalid_id"),
+    ("mercure publish bad type", {}, [], update(*UPDATE, ("type", "a\x01")), 400, "invalid_type"),
+    (
+        "mercure publish hub type",
+        {},
+        [],
+        update(*UPDATE, ("type", "mercure")),
+        400,
+        "reserved_type",
+    ),
+    ("mercure publish bad retry", {}, [], update(*UPDATE, ("retry", "1.5")), 400, "invalid_retry"),
+    (
+        "mercure publish not utf-8",
+        {},
+        [],
+        hub("POST", body=b"topic=\xff", content_type=FORM_TYPE),
+        400,
+        "bad_form",
+    ),
+    (
+        "mercure publish empty bearer",
+        {},
+        [],
+        update(*UPDATE, token=None, headers={"Authorization": "Bearer"}),
+        400,
+        "invalid_request",
+    ),
+    ("mercure publish no token", {}, [], update(*UPDATE, token=None), 401, "missing_token"),
+    (
+        "mercure publish bad token",
+        {},
+        [],
+        update(*UPDATE, token="wrongly signed"),
+        401,
+        "invalid_token",
+    ),
+    (
+        "mercure publish token too large",
+        {},
+        [],
+        update(*UPDATE, token="too large"),
+        401,
+        "token_too_large",
+    ),
+    (
+        "mercure publish no rights",
+        {},
+        [],
+        update(*UPDATE, token="subscriber"),
+        403,
+        "insufficient_scope",
+    ),
+    (
+        "mercure publish alternate not granted",
+        {},
+        [],
+        update(*UPDATE, ("topic", "https://example.com/authors/1"), token="books publisher"),
+        403,
+        "insufficient_scope",
+    ),
+    (
+        "mercure publish cookie without origin",
+        {},
+        [],
+        update(*UPDATE, token=None, cookie="publisher"),
+        403,
+        "origin_not_allowed",
+    ),
+    (
+        "mercure publish body too slow",
+        {"REALTIME_BODY_TIMEOUT_S": "0.2"},
+        [],
+        {**update(*UPDATE), "trickle_s": 0.05},
+        408,
+        "request_timeout",
+    ),
+    (
+        "mercure publish big data",
+        {},
+        [],
+        update(("topic", BOOK), ("data", "x" * 600)),
+        413,
+        "payload_too_large",
+    ),
+    (
+        "mercure publish 4 topics",
+        {},
+        [],
+        update(*(("topic", f"urn:{n}") for n in range(4))),
+        413,
+        "payload_too_large",
+    ),
+    (
+        "mercure publish json",
+        {},
+        [],
+        hub("POST", body=b'{"topic": "a"}', content_type=JSON),
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "mercure publish over rate",
+        {"REALTIME_PUBLISH_RATE": "0.01", "REALTIME_PUBLISH_BURST": "4"},
+        [update(*UPDATE)] * 4,
+        update(*UPDATE),
+        429,
+        "rate_limited",
+    ),
+    (
+        # Every update is kept on one storage topic, new only while it has no history: its first
+        # update, by a publisher (a token's sub, shared with /publish) already at its limit.
+        "mercure publish new topics over the limit",
+        {"REALTIME_NEW_TOPICS_PER_MINUTE": "1"},
+        [post({"topic": "fuzz:first", "data": "x"})],
+        update(*UPDATE, token="tester"),
+        429,
+        "topic_rate_limited",
+    ),
+    ("mercure publish redis down", REDIS_DOWN, [], update(*UPDATE), 503, "redis_unavailable"),
+    ("mercure subscriptions", SUBSCRIPTIONS_ON, [], hub(path=SUBSCRIPTIONS), 200, ""),
+    (
+        "mercure subscriptions as json-ld",
+        SUBSCRIPTIONS_ON,
+        [],
+        hub(path=SUBSCRIPTIONS, headers={"Accept": "application/ld+json"}),
+        200,
+        "",
+    ),
+    (
+        "mercure subscriptions of a matcher",
+        SUBSCRIPTIONS_ON,
+        [],
+        hub(path=SUBSCRIPTIONS + "/exact/urn%3Aa"),
+        200,
+        "",
+    ),
+    (
+        "mercure subscriptions of a draft 07 topic",
+        SUBSCRIPTIONS_ON,
+        [],
+        hub(path=SUBSCRIPTIONS + "/urn%3Aa"),
+        200,
+        "",
+    ),
+    (
+        "mercure no such subscriptions resource",
+        SUBSCRIPTIONS_ON,
+        [],
+        hub(path=SUBSCRIPTIONS + "/a/b/c/d"),
+        404,
+        "not_found",
+    ),
+    (
+        "mercure no such subscription",
+        SUBSCRIPTIONS_ON,
+        # The epoch first: this 404 comes after the cursor is read, which would create it.
+        [hub(path=SUBSCRIPTIONS)],
+        hub(path=SUBSCRIPTIONS + "/exact/urn%3Aa/urn%3Auuid%3Ax"),
+        404,
+        "not_found",
+    ),
+]
+# Both subscriptions operations refuse alike: the collection and a matcher's subscriptions.
+for where, path in (("", SUBSCRIPTIONS), (" of a matcher", SUBSCRIPTIONS + "/exact/urn%3Aa")):
+    REACHABLE += [
+        (
+            f"mercure subscriptions{where} basic auth",
+            SUBSCRIPTIONS_ON,
+            [],
+            hub(path=path, token=None, headers={"Authorization": "Basic abc"}),
+            400,
+            "invalid_request",
+        ),
+        (
+            f"mercure subscriptions{where} no token",
+            SUBSCRIPTIONS_ON,
+            [],
+            hub(path=path, token=None),
+            401,
+            "missing_token",
+        ),
+        (
+            f"mercure subscriptions{where} expired",
+            SUBSCRIPTIONS_ON,
+            [],
+            hub(path=path, token="expired"),
+            401,
+            "invalid_token",
+        ),
+        (
+            f"mercure subscriptions{where} token too large",
+            SUBSCRIPTIONS_ON,
+            [],
+            hub(path=path, token="too large"),
+            401,
+            "token_too_large",
+        ),
+        (
+            f"mercure subscriptions{where} not granted",
+            SUBSCRIPTIONS_ON,
+            [],
+            hub(path=path, token="elsewhere"),
+            403,
+            "insufficient_scope",
+        ),
+        (f"mercure subscriptions{where} off", {}, [], hub(path=path), 404, "not_found"),
+        (
+            f"mercure subscriptions{where} redis down",
+            {**REDIS_DOWN, **SUBSCRIPTIONS_ON},
+            [],
+            hub(path=path),
+            503,
+            "redis_unavailable",
+        ),
+    ]
+
+
 def trickling(body: bytes, every: float) -> dict[str, Any]:
     return {"wsgi.input": Trickle(body, every), "CONTENT_LENGTH": str(len(body))}
 
@@ -894,7 +1374,7 @@ def answer(app: Any, r: redis.Redis, request: dict[str, Any]) -> tuple[int, str]
     method, path = request["method"].lower(), request["path"]
     client = app.test_client()
     if request["cookie"] is not None:
-        client.set_cookie("realtime_token", request["cookie"])
+        client.set_cookie(request.get("cookie_name", "realtime_token"), request["cookie"])
     before = snapshot(r)
     volatile = {key for key in before if r.pttl(key) != -1}  # keys that expire (or just did)
     trickle = request.get("trickle_s")  # the body arrives a byte every so many seconds
@@ -917,6 +1397,8 @@ def answer(app: Any, r: redis.Redis, request: dict[str, Any]) -> tuple[int, str]
             opening = next(iter(response.response))
             assert opening.startswith(b"retry: ")
             EventStreamParser().feed(opening)
+        elif response.mimetype == "text/plain":  # a Mercure publish: the update's id
+            check_body(path, method, status, response.mimetype, response.get_data(as_text=True))
         else:
             body = json.loads(response.get_data())
             check_body(path, method, status, response.mimetype, body)
@@ -978,16 +1460,60 @@ def test_every_documented_answer_is_one_the_server_gives(
     assert got == (status, code)
 
 
+def test_the_mercure_subscriptions_api_answers_documents_of_the_documented_shapes(
+    app_factory: Any,
+) -> None:
+    """Two live subscriptions, one per draft (with a payload), listed in both shapes and each
+    read back by its own id: every body, header and content type as documented."""
+    client = app_factory(**LIMITS, **SUBSCRIPTIONS_ON).test_client()
+    token = draft07(subscribe=["*"], payload={"user": "ada"})
+    held = [
+        client.get(MERCURE, query_string=query, headers=bearer(token), buffered=False)
+        for query in ({"topic": "urn:book:1"}, {"match": "urn:a"})
+    ]
+
+    def get(path: str, accept: str = JSON) -> tuple[str, Any]:
+        response = client.get(path, headers={**bearer(token), "Accept": accept})
+        assert response.status_code == 200, response.get_data()
+        check_headers(path, "get", 200, response.headers)
+        check_body(path, "get", 200, response.mimetype, response.get_json(force=True))
+        return response.mimetype, response.get_json(force=True)
+
+    try:
+        assert all(r.status_code == 200 for r in held)
+        deadline = time.monotonic() + 5
+        while len(get(SUBSCRIPTIONS)[1]["subscriptions"]) < 2:  # presence reaches Redis
+            assert time.monotonic() < deadline, "the subscriptions never showed"
+            time.sleep(0.05)
+        assert get(SUBSCRIPTIONS, "application/ld+json")[0] == "application/ld+json"
+        members = get(SUBSCRIPTIONS)[1]["subscriptions"]
+        assert {m["type"] for m in members} == {"Subscription", "subscription"}
+        for member in members:
+            mimetype, body = get(member["id"])
+            assert body["id"] == member["id"]
+            assert body["payload"] == {"user": "ada"}
+            draft07_shape = member["type"] == "Subscription"
+            assert mimetype == ("application/ld+json" if draft07_shape else JSON)
+    finally:
+        for response in held:
+            response.close()
+
+
 def test_the_reachable_table_covers_every_documented_error() -> None:
-    """Each operation's documented codes are exactly those the table above gets from it."""
+    """Each operation's documented codes are exactly those the tables above get from it."""
     reached = {
-        (request["path"], request["method"].lower(), status, code if status >= 400 else "")
+        (
+            documented_path(request["path"]),
+            request["method"].lower(),
+            status,
+            code if status >= 400 else "",
+        )
         for _, _, _, request, status, code in REACHABLE
     }
     documented = {
         (path, method, int(status), code)
         for path, method, operation in operations()
-        if path in ("/publish", "/events", "/presence")
+        if path in ("/publish", "/events", "/presence") or path.startswith(MERCURE)
         for status, response in operation["responses"].items()
         for code in (error_codes_of(response) if int(status) >= 400 else [""])
     }
@@ -1020,3 +1546,19 @@ def test_generated_requests_get_only_documented_answers_and_refusals_store_nothi
     status, code = answer(fuzz_app, redis_client, request)
     assert status < 500
     event(f"{request['method']} {request['path']} {status} {code}")
+
+
+def test_the_mercure_limits_the_document_states_are_the_hubs() -> None:
+    from realtime.mercure import selectors, subscriptions, updates
+
+    assert (openapi.MAX_SELECTORS, openapi.MAX_SELECTOR_LENGTH) == (
+        selectors.MAX_SELECTORS,
+        selectors.MAX_SELECTOR_LENGTH,
+    )
+    assert openapi.JSON_LD_CONTEXT == subscriptions.JSON_LD_CONTEXT
+    assert (openapi.EARLIEST, openapi.HUB_EVENT_TYPE) == (updates.EARLIEST, updates.HUB_EVENT_TYPE)
+    assert (openapi.MAX_ID_LENGTH, openapi.MAX_TYPE_LENGTH, openapi.MAX_RETRY_DIGITS) == (
+        updates.MAX_ID_LENGTH,
+        updates.MAX_TYPE_LENGTH,
+        updates.MAX_RETRY_DIGITS,
+    )

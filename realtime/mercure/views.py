@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import gevent
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
+from werkzeug.routing import PathConverter
 
 from realtime.core.access import origin_allowed
 from realtime.core.errors import (
@@ -368,8 +369,18 @@ def raw_path() -> str:
     return quote(request.script_root + request.path)
 
 
+class SubscriptionsRest(PathConverter):
+    """What follows ``/subscriptions/``, empty segments included: a draft 07 ``{topic}`` that
+    starts with ``/`` (``%2F``: a relative selector) arrives decoded as ``subscriptions//...``,
+    which ``<path:>`` refuses and werkzeug would "fix" with a 308 to another resource. The view
+    reads the raw path anyway (:func:`raw_path`)."""
+
+    regex = ".+"
+    part_isolating = False
+
+
 @mercure.get(HUB_PATH + "/subscriptions")
-@mercure.get(HUB_PATH + "/subscriptions/<path:rest>")
+@mercure.get(HUB_PATH + "/subscriptions/<mercure_rest:rest>", merge_slashes=False)
 def subscriptions(rest: str | None = None) -> Response:
     state = rt()
     if not state.settings.mercure_subscriptions:
@@ -398,6 +409,8 @@ def subscriptions(rest: str | None = None) -> Response:
     base_path = hub_path()
     if api.subscriber is not None:
         body = document(chosen[0], active_now=True, hub_path=base_path)
+        if api.draft == DRAFT_07:  # draft 07: every endpoint carries the cursor at its root
+            body["lastEventID"] = cursor
         content_type = JSON_LD if api.draft == DRAFT_07 else "application/json"
     else:
         draft = api.draft or (DRAFT_07 if JSON_LD in request.headers.get("Accept", "") else None)
@@ -417,5 +430,6 @@ def subscriptions(rest: str | None = None) -> Response:
 def register(app: Flask, *, url_prefix: str | None) -> frozenset[str]:
     """Mount the hub on ``app`` at ``<url_prefix>/.well-known/mercure``; the paths that take a
     body (for the body deadline)."""
+    app.url_map.converters.setdefault("mercure_rest", SubscriptionsRest)
     app.register_blueprint(mercure, url_prefix=url_prefix)
     return frozenset({(url_prefix or "") + HUB_PATH})

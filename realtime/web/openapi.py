@@ -535,6 +535,11 @@ def _mercure_schemas() -> dict[str, Any]:
                 "subscriber": subscriber,
                 "active": {"type": "boolean"},
                 "payload": payload,
+                "lastEventID": {
+                    "type": "string",
+                    "description": "In a single-subscription answer (draft 07 puts the cursor "
+                    "at the root of every subscriptions endpoint): the id to subscribe from.",
+                },
             },
             "additionalProperties": False,
         },

@@ -113,7 +113,7 @@ def test_an_alias_finds_its_event_and_a_reused_one_its_earliest(
 def test_the_latest_alias_is_the_cursor_of_a_client_that_saw_everything_up_to_a_seq(
     broker: Broker,
 ) -> None:
-    assert broker.latest_alias(broker.position().head) is None  # nothing named yet
+    assert broker.latest_alias(broker.position().seq) is None  # nothing named yet
     broker.publish([Draft(topic="a", type="message", data="1", alias="first")])
     broker.publish([draft("b", "2")])
     broker.publish([Draft(topic="a", type="message", data="3", alias="second")])

@@ -126,6 +126,11 @@ class Realtime:
         ``last_event_id``, misses no update published after the resource was generated.
         ``attributes`` add target attributes: ``type="book"``,
         ``content_type="application/merge-patch+json"``."""
+        if not state(self._app()).settings.mercure:
+            raise RuntimeError(
+                "rt.mercure_link: the Mercure hub is off (REALTIME_MERCURE=0), so there is no "
+                "hub to advertise."
+            )
         response.headers.add("Link", mercure_views.discovery_link(cursor=cursor, **attributes))
         return response
 

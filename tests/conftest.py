@@ -231,9 +231,21 @@ def client(app: Any) -> Any:
 
 
 @pytest.fixture
-def mercure(app_factory: Callable[..., Any]) -> Any:
-    """A test client of the service with its Mercure hub open to anonymous subscribers."""
-    return app_factory(REALTIME_MERCURE_ANONYMOUS="1").test_client()
+def mercure_app(app_factory: Callable[..., Any]) -> Any:
+    """The service with its Mercure hub open to anonymous subscribers."""
+    return app_factory(REALTIME_MERCURE_ANONYMOUS="1")
+
+
+@pytest.fixture
+def mercure(mercure_app: Any) -> Any:
+    """A test client of :func:`mercure_app`."""
+    return mercure_app.test_client()
+
+
+@pytest.fixture
+def hub_state(mercure_app: Any) -> Any:
+    """The realtime state of :func:`mercure_app` (its hub, broker, settings)."""
+    return state(mercure_app)
 
 
 # -- real gunicorn -------------------------------------------------------------------------------

@@ -431,7 +431,13 @@ class Hub:
         else queued, with ``sub`` added to ``woken`` (0)."""
         events = run.events
         if sub.select is not None:
-            events = [e for e in events if sub.select(e)]
+            try:
+                events = [e for e in events if sub.select(e)]
+            except Exception:  # a bug in one door's selection must not cost every stream
+                log.exception("a subscription's select failed; closing it so it resumes")
+                sub.close(RESYNC)
+                woken.add(sub)
+                return 0
             if not events:
                 return 0
             if len(events) != len(run.events):

@@ -16,9 +16,10 @@ produce (RFC 6570 section 3.2): ``{id}`` one path segment's worth of unreserved 
 percent-encoded characters, ``{+path}`` reserved characters too (``/`` included), ``{/a}``
 path segments, ``{?q}`` a query, and so on. The expressions are parsed by ``uri-template``
 (the library jsonschema uses for the ``uri-template`` format), which also says whether a
-selector is a valid template at all. The regular expressions built are free of nested
-ambiguity (each repetition starts with a separator the repeated part cannot contain), and a
-template holds at most :data:`MAX_EXPRESSIONS` expressions, so matching stays cheap.
+selector is a valid template at all. The regular expressions built are run by RE2
+(``google-re2``), in time linear in the topic's length whatever the template: neighbouring
+expressions over the same characters (``{a}{b}{c}...``) would make a backtracking engine take
+seconds per topic, in the hub's reader, where every door's deliveries wait on it.
 
 URL Patterns are evaluated by ``urlpattern`` (the URL Pattern Standard in Rust, whose regex
 engine runs in linear time, as draft 08 requires against pathological patterns); a topic that
@@ -30,7 +31,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import re2  # type: ignore[import-untyped]
 import uri_template
 import urlpattern
 
@@ -96,9 +99,10 @@ def _expression_regex(operator: str | None, names: Sequence[str], explode: bool)
     return f"{value}(?:,{value}){again}"  # simple string expansion: values joined by commas
 
 
-def template_regex(template: str) -> re.Pattern[str] | None:
-    """The regular expression of a valid URI Template with at least one expression; ``None``
-    for a plain string (no expression) or one that is not a valid template."""
+def template_regex(template: str) -> Any:
+    """The RE2 expression of a valid URI Template with at least one expression (its
+    ``fullmatch`` tells whether a topic matches); ``None`` for a plain string (no expression)
+    or one that is not a valid template."""
     if "{" not in template or not uri_template.validate(template):
         return None
     parts: list[str] = []
@@ -117,7 +121,7 @@ def template_regex(template: str) -> re.Pattern[str] | None:
             f"A topic selector may hold at most {MAX_EXPRESSIONS} URI Template expressions.",
             code="invalid_selector",
         )
-    return re.compile("".join(parts))
+    return re2.compile("".join(parts))
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class Selector:
 
     kind: str
     text: str
-    _template: re.Pattern[str] | None = field(default=None, compare=False)
+    _template: Any = field(default=None, compare=False)  # an RE2 pattern
     _pattern: urlpattern.URLPattern | None = field(default=None, compare=False)
 
     def matches(self, topic: str, *, base: str) -> bool:

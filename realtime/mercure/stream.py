@@ -154,7 +154,8 @@ def replay(plan: Plan, events: Iterator[StoredEvent]) -> Iterator[bytes]:
 def live(sub: Subscription, plan: Plan) -> Iterator[bytes]:
     """Updates as the hub's reader queues them (already selected), with keep-alive comments;
     the stream ends at the token's ``exp``, at its maximum age, or when the hub closes it."""
-    last_seq = plan.start.head
+    # An id published between the head's read and its own lookup stands above the head.
+    last_seq = max(plan.start.head, plan.start.after)
     wrote_at = time.monotonic()
     while True:
         now = time.monotonic()

@@ -79,6 +79,9 @@ class MercureGrant:
         return None
 
 
+#: The selector draft 07's payload is given by: it goes with every subscription.
+EVERY = Selector("topic", "*")
+
 ANONYMOUS = MercureGrant(subject=None, publish=None, subscribe=None, expires_at=None)
 
 
@@ -208,9 +211,8 @@ def grant_from_claims(
         publish, subscribe, payloads = _draft08(claims, base)
     elif "mercure" in claims:
         publish, subscribe, payload = _draft07(claims["mercure"], base)
-        payloads = ()
-        if subscribe is not None and payload is not None:
-            payloads = tuple((selector, payload) for selector in subscribe.selectors)
+        # Draft 07 attaches the claim's payload to every subscription the token makes.
+        payloads = () if payload is None else ((EVERY, payload),)
     else:
         publish = subscribe = None
         payloads = ()

@@ -53,9 +53,9 @@ from realtime.mercure.tokens import (
     find_token,
     verify,
 )
-from realtime.mercure.updates import parse_update
+from realtime.mercure.updates import MAX_ID_LENGTH, parse_update
 from realtime.publisher import Publisher
-from realtime.web.events import MAX_LAST_EVENT_ID, SSE_CONTENT_TYPE, SSE_HEADERS
+from realtime.web.events import SSE_CONTENT_TYPE, SSE_HEADERS
 from realtime.web.request import client_address, limit_body, request_body, rt
 from realtime.web.responses import client_error, register_error_handlers
 
@@ -94,7 +94,22 @@ def link_header(last_event_id: str | None = None, **attributes: str) -> str:
         value += f"; last-event-id={quoted(last_event_id)}"
     for name, text in attributes.items():
         value += f"; {name.replace('_', '-')}={quoted(text)}"
-    return value
+    return header_value(value)
+
+
+def header_value(text: str) -> str:
+    """``text`` as a WSGI header value: its UTF-8 bytes, carried one per character (WSGI's
+    Latin-1 convention), as the reference hub sends a non-ASCII id."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+def header_text(value: str) -> str:
+    """A request header's text: WSGI hands its bytes over as Latin-1 characters, and a
+    browser's ``Last-Event-ID`` is UTF-8 (an id as the client got it)."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def quoted(text: str) -> str:
@@ -172,16 +187,18 @@ mercure.register_error_handler(ClientError, mercure_error)
 
 def requested_cursor() -> str | None:
     """The id to resume after: the ``Last-Event-ID`` header wins, then draft 08's
-    ``last_event_id``, then draft 07's ``lastEventID``."""
+    ``last_event_id``, then draft 07's ``lastEventID``. Any id a publisher may give
+    (:data:`~realtime.mercure.updates.MAX_ID_LENGTH`) may come back."""
+    header = request.headers.get("Last-Event-ID")
     for value in (
-        request.headers.get("Last-Event-ID"),
+        header_text(header) if header is not None else None,
         request.args.get("last_event_id"),
         request.args.get("lastEventID"),
     ):
         if value is not None and value.strip():
-            if len(value) > MAX_LAST_EVENT_ID:
+            if len(value) > MAX_ID_LENGTH:
                 raise BadRequest(
-                    f"Last-Event-ID is longer than {MAX_LAST_EVENT_ID} characters.",
+                    f"Last-Event-ID is longer than {MAX_ID_LENGTH} characters.",
                     code="invalid_last_event_id",
                 )
             return value
@@ -198,6 +215,10 @@ def draining() -> Response:
 @mercure.get(HUB_PATH)
 def subscribe() -> Response:
     state = rt()
+    if request.method == "HEAD":
+        # Headers only: a HEAD's body is never sent, so a stream behind it would never notice
+        # its client leave and would hold its slot for ever.
+        return Response(b"", 200, content_type=SSE_CONTENT_TYPE, headers=SSE_HEADERS)
     if state.hub.draining:
         return draining()
     base = hub_url()
@@ -225,18 +246,22 @@ def subscribe() -> Response:
         environ=request.environ,
         on_end=on_end,
     )
-    if announced is not None:
-        announce.began()
-    headers = {
-        **SSE_HEADERS,
-        # Draft 08 names the cursor Mercure-Last-Event-ID, draft 07 Last-Event-ID: both.
-        "Mercure-Last-Event-ID": start.cursor,
-        "Last-Event-ID": start.cursor,
-        "Link": link_header(),
-    }
-    return Response(
-        stream, 200, content_type=SSE_CONTENT_TYPE, headers=headers, direct_passthrough=True
-    )
+    try:
+        if announced is not None:
+            announce.began(client_address())
+        headers = {
+            **SSE_HEADERS,
+            # Draft 08 names the cursor Mercure-Last-Event-ID, draft 07 Last-Event-ID: both.
+            "Mercure-Last-Event-ID": header_value(start.cursor),
+            "Last-Event-ID": header_value(start.cursor),
+            "Link": link_header(),
+        }
+        return Response(
+            stream, 200, content_type=SSE_CONTENT_TYPE, headers=headers, direct_passthrough=True
+        )
+    except BaseException:
+        stream.close()  # never handed to the server: give back what it holds now
+        raise
 
 
 class Announcer:
@@ -252,9 +277,12 @@ class Announcer:
         self.path = path
         self.subscriptions = subscriptions
 
-    def began(self) -> None:
+    def began(self, address: str) -> None:
+        """Announce the subscriptions, counted against the client address's publish rate: a
+        client reconnecting in a loop must not fill the live feed every door resumes from (a
+        429 then refuses the subscription)."""
         try:
-            self._publish(active=True)
+            self._publish(active=True, scope=f"{HUB_SCOPE}:{address}", limited=True)
         except BrokerError as exc:
             log.warning("could not announce Mercure subscriptions: %s", exc)
 
@@ -270,10 +298,11 @@ class Announcer:
         except BrokerError as exc:
             log.warning("could not announce the end of Mercure subscriptions: %s", exc)
 
-    def _publish(self, *, active: bool) -> None:
+    def _publish(self, *, active: bool, scope: str = HUB_SCOPE, limited: bool = False) -> None:
+        # The end is never limited: it is bounded by the beginnings that were let through.
         updates = subscription_updates(self.subscriptions, active=active, hub_path=self.path)
         self.publisher.store(
-            [to_draft(u) for u in updates], scope=HUB_SCOPE, limited=False, idempotency_key=None
+            [to_draft(u) for u in updates], scope=scope, limited=limited, idempotency_key=None
         )
 
 
@@ -324,10 +353,9 @@ def request_pairs() -> list[tuple[str, str]]:
         )
     raw = request_body(rt().settings.max_body, keep=False)
     try:
-        text = raw.decode("utf-8")
+        return parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise BadRequest("The form is not valid UTF-8.", code="bad_form") from None
-    return parse_qsl(text, keep_blank_values=True)
 
 
 @mercure.post(HUB_PATH)

@@ -47,7 +47,9 @@ def enable_cors(
     }
     if mercure:
         resources[re.compile(rf"^{prefix}/{MERCURE_ROUTES}$")] = {
-            "expose_headers": EXPOSED_HEADERS + MERCURE_EXPOSED_HEADERS
+            "expose_headers": EXPOSED_HEADERS + MERCURE_EXPOSED_HEADERS,
+            # Draft 07 has query-token clients send Cache-Control; EventSource polyfills do.
+            "allow_headers": [*ALLOWED_HEADERS, "Cache-Control"],
         }
     CORS(
         app,

@@ -80,6 +80,10 @@ def draining_stream() -> Response:
 @blueprint.get("/events")
 def events() -> Response:
     state = rt()
+    if request.method == "HEAD":
+        # Headers only: a HEAD's body is never sent, so a stream behind it would never notice
+        # its client leave (no write reaches the socket) and would hold a slot for ever.
+        return sse_response(b"")
     if state.hub.draining:
         return draining_stream()
     topics = requested_topics()

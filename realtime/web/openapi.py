@@ -949,7 +949,7 @@ def _selector_parameter(name: str, description: str) -> dict[str, Any]:
 
 
 def _mercure_subscribe() -> dict[str, Any]:
-    last_event_id = {"type": "string", "maxLength": 256, "examples": [EARLIEST]}
+    last_event_id = {"type": "string", "maxLength": MAX_ID_LENGTH, "examples": [EARLIEST]}
     return {
         "operationId": "mercureSubscribe",
         "tags": ["mercure"],

@@ -52,6 +52,31 @@ def test_dispatch_by_topic_in_seq_order(hub: Hub, broker: Broker) -> None:
     assert c  # published, delivered to nobody
 
 
+def test_a_select_keeps_out_of_the_queue_what_it_refuses(hub: Hub, broker: Broker) -> None:
+    picky = hub.subscribe(["a"])
+    picky.select = lambda event: int(event.data) % 2 == 0
+    everything = hub.subscribe(["a"])
+    seqs = publish(broker, "a", 6)
+    assert received(everything, 6) == seqs
+    assert received(picky, 3) == seqs[0::2]
+    assert picky.queue == []
+
+
+def test_a_select_that_fails_closes_only_its_own_subscription(hub: Hub, broker: Broker) -> None:
+    def broken(event: object) -> bool:
+        raise ValueError("a bug in a door")
+
+    failing = hub.subscribe(["a"])
+    failing.select = broken
+    healthy = hub.subscribe(["a"])
+    first = publish(broker, "a", 2)
+    assert received(healthy, 2) == first
+    failing.wait(5)
+    assert failing.closed_reason == RESYNC
+    later = publish(broker, "a", 1)
+    assert received(healthy, 1) == later  # the reader lost nothing and went on
+
+
 def test_subscription_queue_is_bounded_and_overflow_unsubscribes(
     broker: Broker, redis_url: str
 ) -> None:

@@ -324,3 +324,52 @@ def test_a_cookie_publish_needs_a_page_of_an_allowed_origin(mercure: Any, redis_
     assert feed_length(redis_url) == before
     same_site = mercure.post(HUB, data={"topic": "a"}, headers={"Origin": "http://localhost"})
     assert same_site.status_code == 200
+
+
+# -- what the review found: ids that are not ASCII or short, HEAD, forms that are not UTF-8 ----
+
+
+def test_a_non_ascii_id_travels_as_utf8_in_the_cursor_headers_and_resumes(mercure: Any) -> None:
+    odd = "https://example.com/книга/é"
+    publish(mercure, topic="https://example.com/k", data="1", id=odd)
+    fresh = subscribe(mercure, "match=https://example.com/k")
+    raw = fresh.response.headers["Mercure-Last-Event-ID"]
+    assert raw.encode("latin-1").decode("utf-8") == odd  # the header's bytes are UTF-8
+    fresh.close()
+    after = publish(mercure, topic="https://example.com/k", data="2")
+    # As a browser sends it back: the UTF-8 bytes, which WSGI hands over as Latin-1.
+    again = subscribe(mercure, "match=https://example.com/k", {"Last-Event-ID": raw})
+    assert again.response.headers["Mercure-Last-Event-ID"] == raw
+    assert ids(again.collect(1)) == [after]
+    again.close()
+
+
+def test_any_id_a_publisher_may_give_may_come_back_as_a_cursor(mercure: Any) -> None:
+    long_id = "https://example.com/revisions/" + "7" * 900
+    publish(mercure, topic="https://example.com/l", data="1", id=long_id)
+    after = publish(mercure, topic="https://example.com/l", data="2")
+    stream = subscribe(mercure, "match=https://example.com/l", {"Last-Event-ID": long_id})
+    assert ids(stream.collect(1)) == [after]
+    stream.close()
+
+
+def test_a_head_request_answers_the_headers_and_holds_no_subscription(
+    mercure: Any, hub_state: Any
+) -> None:
+    response = mercure.head(f"{HUB}?topic=*")
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    assert hub_state.hub.subscription_count == 0
+
+
+def test_a_form_that_is_not_utf8_is_refused_and_stores_nothing(
+    mercure: Any, redis_url: str
+) -> None:
+    before = feed_length(redis_url)
+    response = mercure.post(
+        HUB,
+        data=b"topic=a&data=%ff",
+        headers={**bearer(PUBLISHER), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert (response.status_code, response.get_json()["error"]) == (400, "bad_form")
+    assert feed_length(redis_url) == before

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask, jsonify
 from mercure_tokens import PUBLISHER, bearer
 from sse_client import InProcessStream
@@ -84,3 +85,12 @@ def test_an_id_with_quotes_is_escaped_in_the_discovery_link(
     assert sent.status_code == 200
     link = client.get("/books/1").headers["Link"]
     assert 'last-event-id="rev \\"7\\" \\\\ of book 1"' in link
+
+
+def test_advertising_a_hub_that_is_off_says_so(host_factory: Callable[..., Any]) -> None:
+    holder: dict[str, Realtime] = {}
+    app, rt = host_factory(routes=with_books(holder), REALTIME_MERCURE="0")
+    holder["rt"] = rt
+    app.testing = True
+    with pytest.raises(RuntimeError, match="REALTIME_MERCURE=0"):
+        app.test_client().get("/books/1")

@@ -145,3 +145,22 @@ def test_any_template_compiles_and_matching_adversarial_topics_ends(template: st
         return  # too many expressions: refused before matching
     topic = "https://x/" + ("a," * 40) + ".;&=" * 10 + "!"
     assert isinstance(selector.matches(topic, base=HUB), bool)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{+a}{+b}{+c}{+d}{+e}{+f}{+g}{+h}!",
+        "{a}{b}{c}{d}{e}{f}{g}{h}{i}{j}{k}{l}{m}{n}{o}{p}!",
+        "{a}-{b}-{c}-{d}-{e}-{f}-{g}-{h}-{i}-{j}-{k}-{l}-{m}-{n}-{o}-{p}!",
+    ],
+)
+def test_neighbouring_expressions_cannot_make_a_match_backtrack(template: str) -> None:
+    """A backtracking engine takes longer than the universe's age on these (every split of the
+    topic among the expressions is tried before the `!` fails); RE2 answers in one pass, so the
+    test's timeout is never near."""
+    selector = compile_selector("topic", template, base=HUB)
+    for topic in ("a-" * 500 + "x", "a" * 1000):
+        assert not selector.matches(topic, base=HUB)
+    assert selector.matches("a-" * 15 + "a!", base=HUB)  # and still matches what it should

@@ -22,6 +22,8 @@ from conftest import Gunicorn
 from mercure_tokens import PUBLISHER
 from sse_client import SocketStream
 
+from realtime.core.sse import MessageEvent
+
 pytestmark = pytest.mark.integration
 
 HUB = "/.well-known/mercure"
@@ -159,3 +161,31 @@ def test_two_hundred_subscribers_resume_exactly_by_mercure_id_across_two_workers
     for s in subscribers:
         assert s.lost == [], f"subscriber on {s.selectors}: told it lost updates"
         assert s.ids == s.expected, f"subscriber on {s.selectors}: wrong updates"
+
+
+def test_a_non_ascii_id_is_a_cursor_through_gunicorn_both_ways(
+    gunicorn_factory: object, redis_url: str
+) -> None:
+    """gunicorn refuses header values beyond Latin-1: the hub sends an id's UTF-8 bytes, as the
+    reference hub does, and reads a resuming client's UTF-8 ``Last-Event-ID`` back."""
+    server: Gunicorn = gunicorn_factory(  # type: ignore[operator]
+        redis_url, workers=1, env={"REALTIME_MERCURE_ANONYMOUS": "1"}
+    )
+    odd = "https://example.com/книга/é"
+    topic = f"{ROOT}/k/1"
+    assert post_update(server.url, [("topic", topic), ("data", "1"), ("id", odd)]) == odd
+    query = f"{HUB}?{urllib.parse.urlencode([('topic', topic)])}"
+    fresh = SocketStream(server.port, query)
+    fresh.read_events(time.monotonic() + 5)
+    assert fresh.status == 200
+    assert fresh.headers["mercure-last-event-id"].encode("latin-1").decode() == odd
+    fresh.close()
+    after = post_update(server.url, [("topic", topic), ("data", "2")])
+    again = SocketStream(server.port, query, {"Last-Event-ID": odd})  # sent as UTF-8
+    events: list[MessageEvent] = []
+    deadline = time.monotonic() + 5
+    while not events and time.monotonic() < deadline:
+        events += again.read_events(deadline)
+    assert again.headers["mercure-last-event-id"].encode("latin-1").decode() == odd
+    assert [e.last_event_id for e in events] == [after]
+    again.close()

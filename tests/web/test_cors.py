@@ -64,6 +64,33 @@ def test_a_listed_origin_gets_its_preflights_answered_with_credentials(
     assert "last-event-id" in resume.headers["Access-Control-Allow-Headers"].lower()
 
 
+def test_the_mercure_hub_answers_cors_and_lets_a_page_read_its_cursors(
+    host: Callable[..., Flask],
+) -> None:
+    client = host().test_client()
+    hub = "/rt/.well-known/mercure"
+    answer = preflight(client, hub, DASHBOARD, "GET", "last-event-id,cache-control,authorization")
+    assert answer.headers["Access-Control-Allow-Origin"] == DASHBOARD
+    allowed = set(
+        answer.headers["Access-Control-Allow-Headers"].lower().replace(" ", "").split(",")
+    )
+    assert {"last-event-id", "cache-control", "authorization"} <= allowed
+    refused = client.get(f"{hub}?topic=*", headers={"Origin": DASHBOARD})  # no token: 401
+    assert refused.headers["Access-Control-Allow-Origin"] == DASHBOARD
+    exposed = refused.headers["Access-Control-Expose-Headers"].lower()
+    assert {"link", "mercure-last-event-id", "www-authenticate"} <= set(
+        exposed.replace(" ", "").split(",")
+    )
+    api = preflight(client, f"{hub}/subscriptions/exact/x", DASHBOARD, "GET", "authorization")
+    assert api.headers["Access-Control-Allow-Origin"] == DASHBOARD
+    assert (
+        preflight(client, hub, OTHER, "GET", "last-event-id").headers.get(
+            "Access-Control-Allow-Origin"
+        )
+        is None
+    )
+
+
 def test_a_listed_origin_reads_answers_and_errors_alike(host: Callable[..., Flask]) -> None:
     client = host().test_client()
     refused = client.get("/rt/events?topic=secret", headers={"Origin": DASHBOARD})

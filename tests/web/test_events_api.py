@@ -52,6 +52,13 @@ def test_stream_headers_and_preamble(client: Any) -> None:
     stream.close()
 
 
+def test_a_head_request_answers_the_headers_and_holds_no_stream(client: Any, app: Any) -> None:
+    response = client.head("/events?topic=demo", headers=AUTH)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+    assert state(app).hub.subscription_count == 0
+
+
 def test_live_events_arrive_with_id_type_topic_and_exact_data(client: Any) -> None:
     stream = open_stream(client, "topic=demo")
     next(stream._chunks)

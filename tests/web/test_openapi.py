@@ -1055,7 +1055,7 @@ REACHABLE += [
         "mercure long id",
         {},
         [],
-        hub(query=selectors(BOOK), headers={"Last-Event-ID": "x" * 300}),
+        hub(query=selectors(BOOK), headers={"Last-Event-ID": "x" * 1025}),
         400,
         "invalid_last_event_id",
     ),

@@ -44,6 +44,7 @@ test: lint typecheck unit
 bench: | $(BIN)/python
 	started=$$(date +%s) && bench/setup.sh $(BIN) && $(BIN)/python bench/hub_fanout.py && \
 		$(BIN)/python bench/full_worker.py && $(BIN)/python bench/inprocess_publish.py && \
+		$(BIN)/python bench/mercure_select.py && \
 		$(BIN)/python bench/suite.py --started $$started
 
 clean:

@@ -538,6 +538,40 @@ CPU time over the run's wall time.
 """
 
 
+def mercure_section() -> str:
+    """Issue 14: what the Mercure hub's per-subscriber selection costs the reader."""
+    path = RESULTS / "mercure_select.json"
+    title = "## mercure_select — choosing each Mercure update per subscriber, in the reader"
+    if not path.exists():
+        return f"{title}\n\n(no results yet: `make bench`)\n"
+    ms = json.loads(path.read_text())
+    base, sel = ms["without_select"], ms["with_select"]
+
+    def row(name: str, part: dict[str, Any]) -> str:
+        return (
+            f"| {name} | {part['seconds']} | {part['delivered']:,} | {part['us_per_selection']} |"
+        )
+
+    return f"""{title}
+
+`bench/mercure_select.py`, latest run {ms.get("when", "?")} (UTC) at commit
+`{ms.get("commit", "?")}`. {ms["subscribers"]:,} subscriptions on one worker's hub (CPU 0, its
+`redis-server` on CPU 1) of 1 to 3 random selectors each (exact, URI Template, URL Pattern),
+{ms["updates"]:,} updates published back to back. Every update is tested against every
+subscriber by the reader greenlet itself, before anything is queued: while it tests, no stream
+of the worker gets an event.
+
+| | seconds until every subscriber drained | deliveries | µs per update and subscriber |
+| --- | --- | --- | --- |
+{row("every update queued to all (no select)", base)}
+{row("selected (`Reader.wants`)", sel)}
+
+The selection itself: {ms["selection_us_each"]} µs per update and subscriber, so one update to
+10,000 Mercure subscribers holds the reader for about
+{round(ms["selection_us_each"] * 10_000 / 1000, 1)} ms.
+"""
+
+
 def hot_path_section() -> str:
     """What was done to the hot path, and what stands between realtime and the issue's targets.
 
@@ -708,9 +742,9 @@ def write_readme(results: dict[str, Any], pictures: list[str]) -> None:
 
 `make bench` installs what it needs (`nginx` and `libnginx-mod-nchan` and `wrk` from Debian when
 missing, then `pip install -e '.[bench]'`), runs `bench/hub_fanout.py`, `bench/full_worker.py`,
-`bench/inprocess_publish.py` and the HTTP suite `bench/suite.py`, and writes every figure to
-`bench/results/` and this README. Benchmarks measure; no test asserts on speed.
-`python bench/report.py` redraws the plots and this file from the JSON;
+`bench/inprocess_publish.py`, `bench/mercure_select.py` and the HTTP suite `bench/suite.py`,
+and writes every figure to `bench/results/` and this README. Benchmarks measure; no test
+asserts on speed. `python bench/report.py` redraws the plots and this file from the JSON;
 `python bench/suite.py --quick` tries the suite in a couple of minutes.
 
 ## The HTTP suite: realtime beside nginx + Nchan, sse-starlette and flask-sse
@@ -773,6 +807,7 @@ feature; "failed": the run broke (see `results/suite.json`).
 
 {full_worker_section()}
 {inprocess_section()}
+{mercure_section()}
 {hot_path_section()}
 {profile_section(results)}
 {hub_section()}
@@ -782,7 +817,8 @@ feature; "failed": the run broke (see `results/suite.json`).
   `report.py`: this README and the plots; `wrk_publish.lua`: the throughput requests;
   `setup.sh`: the installs `make bench` does; `hub_fanout.py`: the in-process hub benchmark;
   `full_worker.py`: a worker holding its 10,000 streams, as shipped, still answering;
-  `inprocess_publish.py`: publishing from Python beside publishing over HTTP.
+  `inprocess_publish.py`: publishing from Python beside publishing over HTTP;
+  `mercure_select.py`: the Mercure hub's selection of each update per subscriber.
 - `peers/`: the nginx + Nchan config, the sse-starlette and flask-sse apps, and realtime's
   gunicorn settings for the suite (the repository's, with the access log off).
 - `results/suite.json` (every figure of the last run, including those not in the table),

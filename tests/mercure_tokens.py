@@ -46,7 +46,15 @@ def draft08(
         details.append({"type": DETAIL_TYPE, "actions": ["publish"], "topics": publish})
     if subscribe is not None:
         details.append({"type": DETAIL_TYPE, "actions": ["subscribe"], "topics": subscribe})
-    body = {"authorization_details": details, "exp": int(time.time() + ttl_s), **claims}
+    return access_token(details, exp=int(time.time() + ttl_s), **claims)
+
+
+def access_token(details: list[dict[str, Any]], *, exp: int | None, **claims: Any) -> str:
+    """A draft 08 access token holding ``details`` as they are (malformed ones included);
+    ``exp=None`` leaves ``exp`` out."""
+    body: dict[str, Any] = {"authorization_details": details, **claims}
+    if exp is not None:
+        body["exp"] = exp
     return jwt.encode(body, SECRET, algorithm="HS256", headers={"typ": "at+jwt"})
 
 

@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import gevent
@@ -237,18 +238,26 @@ def event_stream(
     """The whole response body; ``release`` runs however the stream ends."""
     try:
         yield preamble(plan)
-        yield from replay(broker, plan)
         # Replay covered everything up to the head, even on topics that had nothing to send.
-        yield from live(sub, plan, plan.check.head)
+        yield from ending_on_storage_failure(
+            chain(replay(broker, plan), live(sub, plan, plan.check.head))
+        )
+    finally:
+        release()
+
+
+def ending_on_storage_failure(parts: Iterator[bytes]) -> Iterator[bytes]:
+    """``parts``, until the storage fails under them: then a short jittered ``retry:`` ends the
+    stream, and the client's reconnect resumes it exactly (history that vanished mid-replay is
+    told on the reconnect; a Redis failure is retried after it)."""
+    try:
+        yield from parts
     except HistoryLost as exc:
-        # History vanished mid-replay: end the stream; the reconnect gets an exact `reset`.
         log.info("replay interrupted (%s); closing so the client resumes", exc.reason)
         yield encode_retry(random.randint(100, 500))  # noqa: S311 - jitter, not a secret
     except BrokerError as exc:
         log.warning("Redis failed during a stream (%s); closing so the client resumes", exc)
         yield encode_retry(random.randint(500, 2000))  # noqa: S311 - jitter, not a secret
-    finally:
-        release()
 
 
 class StreamBody:

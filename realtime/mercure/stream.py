@@ -34,12 +34,12 @@ from typing import Any
 import gevent
 
 from realtime.core.config import Settings
-from realtime.core.errors import BrokerError, HistoryLost
+from realtime.core.errors import HistoryLost
 from realtime.core.events import StoredEvent
 from realtime.core.sse import encode_comment, encode_retry
 from realtime.fanout.hub import Hub, Subscription
 from realtime.fanout.slowclient import cut_on_overflow, server_socket
-from realtime.fanout.stream import StreamBody
+from realtime.fanout.stream import StreamBody, ending_on_storage_failure
 from realtime.mercure.selectors import SelectorSet
 from realtime.mercure.store import UPDATES_TOPIC, attributes, frame, is_update
 from realtime.mercure.tokens import MercureGrant
@@ -185,15 +185,7 @@ def live(sub: Subscription, plan: Plan) -> Iterator[bytes]:
 def body(sub: Subscription, plan: Plan, events: Iterator[StoredEvent]) -> Iterator[bytes]:
     # The opening comment goes out at once, so the headers are flushed through any proxy.
     yield encode_retry(plan.retry_ms) + encode_comment("ok")
-    try:
-        yield from replay(plan, events)
-        yield from live(sub, plan)
-    except HistoryLost as exc:
-        log.info("Mercure replay interrupted (%s); closing so the client resumes", exc.reason)
-        yield encode_retry(random.randint(100, 500))  # noqa: S311 - jitter, not a secret
-    except BrokerError as exc:
-        log.warning("Redis failed during a Mercure stream (%s); closing", exc)
-        yield encode_retry(random.randint(500, 2000))  # noqa: S311 - jitter, not a secret
+    yield from ending_on_storage_failure(chain(replay(plan, events), live(sub, plan)))
 
 
 def open_subscription(

@@ -16,9 +16,10 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import SECRET
-from mercure_tokens import PUBLISHER, bearer, draft07, draft08
+from mercure_tokens import PUBLISHER, access_token, bearer, draft07, draft08
 from test_door import HUB, publish, subscribe
+
+from realtime.mercure.tokens import DETAIL_TYPE
 
 ALL = [{"match": "*"}]
 D08 = draft08(publish=ALL)
@@ -47,20 +48,7 @@ CASES: list[tuple[str, str, str, tuple[int, str | None, str | None]]] = [
     ("08 expired", draft08(publish=ALL, ttl_s=-60), "header", INVALID),
     (
         "08 without exp",
-        jwt.encode(
-            {
-                "authorization_details": [
-                    {
-                        "type": "https://mercure.rocks/authorization-detail",
-                        "actions": ["publish"],
-                        "topics": ALL,
-                    }
-                ]
-            },
-            SECRET,
-            "HS256",
-            headers={"typ": "at+jwt"},
-        ),
+        access_token([{"type": DETAIL_TYPE, "actions": ["publish"], "topics": ALL}], exp=None),
         "header",
         INVALID,
     ),
@@ -79,20 +67,9 @@ CASES: list[tuple[str, str, str, tuple[int, str | None, str | None]]] = [
     ("not a JWT", "garbage", "header", INVALID),
     (
         "08 malformed detail",
-        jwt.encode(
-            {
-                "exp": int(time.time()) + 60,
-                "authorization_details": [
-                    {
-                        "type": "https://mercure.rocks/authorization-detail",
-                        "actions": "publish",
-                        "topics": ALL,
-                    }
-                ],
-            },
-            SECRET,
-            "HS256",
-            headers={"typ": "at+jwt"},
+        access_token(
+            [{"type": DETAIL_TYPE, "actions": "publish", "topics": ALL}],
+            exp=int(time.time()) + 60,
         ),
         "header",
         INVALID,

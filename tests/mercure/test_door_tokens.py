@@ -16,9 +16,12 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from mercure_tokens import PUBLISHER, access_token, bearer, draft07, draft08
 from test_door import HUB, publish, subscribe
 
+from realtime.core.auth import mint_token
 from realtime.mercure.tokens import DETAIL_TYPE
 
 ALL = [{"match": "*"}]
@@ -217,3 +220,30 @@ def test_one_key_verifies_both_doors_tokens(mercure: Any) -> None:
         == 201
     )
     assert mercure.post(HUB, data={"topic": "a"}, headers=bearer(PUBLISHER)).status_code == 200
+
+
+def test_with_a_public_key_both_doors_verify_tokens_signed_by_its_private_key(
+    app_factory: Callable[..., Any],
+) -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    client = app_factory(REALTIME_JWT_SECRET="", REALTIME_JWT_PUBLIC_KEY=public_pem).test_client()
+    mercure_token = jwt.encode({"mercure": {"publish": ["*"]}}, private_pem, algorithm="ES256")
+    published = client.post(HUB, data={"topic": "a"}, headers=bearer(mercure_token))
+    assert published.status_code == 200
+    own = mint_token(private_key=private_pem, publish=["news"])
+    assert (
+        client.post(
+            "/publish", json={"topic": "news", "data": "x"}, headers=bearer(own)
+        ).status_code
+        == 201
+    )
+    # The shared HS256 secret of the other tests is no key here.
+    assert client.post(HUB, data={"topic": "a"}, headers=bearer(PUBLISHER)).status_code == 401

@@ -79,6 +79,9 @@ def test_a_signed_in_user_sees_only_their_own_topic_and_tokens_still_work(
             page.fill("#text", text)
             page.click("#send")
             page.wait_for_function("text => window.notes.some((n) => n.text === text)", arg=text)
+            # The note can come down the stream before the POST's answer, after which the page
+            # resets the form: wait for that, or the reset empties the next note as it is typed.
+            page.wait_for_function("() => document.getElementById('text').value === ''")
         notes = page.evaluate("() => window.notes")
         assert [(n["topic"], n["text"]) for n in notes] == [
             ("user:alice", "first"),

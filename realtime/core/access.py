@@ -63,12 +63,13 @@ def authorize_publish(topics: Iterable[str], grant: Grant | None) -> Grant:
 UNNAMED_SESSION_SCOPE = "session"
 
 
-def publisher_scope(grant: Grant, token: str | None) -> str:
+def publisher_scope(subject: str | None, token: str | None) -> str:
     """Who a publisher is, for its idempotency keys and its rate: the token's (or the authorize
     hook's) ``sub``, or for a token without one a digest of the token itself (which a retry
-    sends again unchanged); the hook's unnamed grants share one scope."""
-    if grant.subject:
-        return f"sub:{grant.subject}"
+    sends again unchanged); the hook's unnamed grants share one scope. Every door's tokens go
+    by the same rule, so one ``sub`` has one rate whichever door it publishes through."""
+    if subject:
+        return f"sub:{subject}"
     if token is None:
         return UNNAMED_SESSION_SCOPE
     return "token:" + sha256(token.encode()).hexdigest()
@@ -126,7 +127,13 @@ def origin_allowed(
 
 
 def authorize_browser_publish(
-    source: str, origin: str | None, *, scheme: str, host: str | None, allowed: tuple[str, ...]
+    source: str,
+    origin: str | None,
+    *,
+    scheme: str,
+    host: str | None,
+    allowed: tuple[str, ...],
+    cookie: str = TOKEN_COOKIE,
 ) -> None:
     """Refuse a cross-site publish (403 ``origin_not_allowed``).
 
@@ -135,10 +142,11 @@ def authorize_browser_publish(
     with a POST, and a request carrying the cookie without one is treated as a forgery (a
     non-browser client sends its token in the ``Authorization`` header). A token from the query
     string is not sent by the browser on its own, but a page holding one could still publish
-    with a plain form, so when an ``Origin`` comes with it, it must be allowed too.
+    with a plain form, so when an ``Origin`` comes with it, it must be allowed too. ``cookie``
+    names the door's token cookie in the refusal (the Mercure hub has its own).
     """
     if source in (FROM_COOKIE, FROM_APP) and origin is None:
-        credential = f"the {TOKEN_COOKIE} cookie" if source == FROM_COOKIE else "the app's session"
+        credential = f"the {cookie} cookie" if source == FROM_COOKIE else "the app's session"
         raise Forbidden(
             f"A publish authenticated by {credential} must come from a page of an allowed "
             "Origin; other clients send their token as Authorization: Bearer.",

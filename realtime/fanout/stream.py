@@ -117,13 +117,14 @@ def _closing_frame(reason: str, plan: StreamPlan, last_id: str) -> bytes:
     return encode_retry(jitter_ms) + encode_comment(reason)
 
 
-def _deadline(plan: StreamPlan) -> tuple[float | None, str]:
-    """When (monotonic) the stream must end, and why: its token expires, or it is too old."""
+def stream_deadline(max_age_s: float, expires_at: float | None) -> tuple[float | None, str]:
+    """When (monotonic) a stream must end, and why: its token expires (``expires_at``, unix
+    seconds), or it is ``max_age_s`` old (0: never). Every door's streams end by this."""
     ends: list[tuple[float, str]] = []
-    if plan.max_age_s:
-        ends.append((time.monotonic() + plan.max_age_s, "max_age"))
-    if plan.expires_at is not None:
-        ends.append((time.monotonic() + (plan.expires_at - time.time()), AUTH_EXPIRED))
+    if max_age_s:
+        ends.append((time.monotonic() + max_age_s, "max_age"))
+    if expires_at is not None:
+        ends.append((time.monotonic() + (expires_at - time.time()), AUTH_EXPIRED))
     if not ends:
         return None, ""
     return min(ends)
@@ -144,7 +145,7 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
     heartbeat is due after ``heartbeat_s`` without a write from either.
     """
     epoch = plan.check.epoch
-    deadline, why = _deadline(plan)
+    deadline, why = stream_deadline(plan.max_age_s, plan.expires_at)
     writer = sub.writer if isinstance(sub.writer, DirectWriter) else None
     if writer is not None:
         writer.last_seq = last_seq

@@ -39,7 +39,7 @@ from realtime.core.events import StoredEvent
 from realtime.core.sse import encode_comment, encode_retry
 from realtime.fanout.hub import Hub, Subscription
 from realtime.fanout.slowclient import cut_on_overflow, server_socket
-from realtime.fanout.stream import StreamBody, ending_on_storage_failure
+from realtime.fanout.stream import StreamBody, ending_on_storage_failure, stream_deadline
 from realtime.mercure.selectors import SelectorSet
 from realtime.mercure.store import UPDATES_TOPIC, attributes, frame, is_update
 from realtime.mercure.tokens import MercureGrant
@@ -89,6 +89,12 @@ def latest_cursor(broker: Storage, head: int) -> str:
     return broker.latest_alias(head) or EARLIEST
 
 
+def current_cursor(broker: Storage) -> str:
+    """The id a client that has seen every update so far resumes from (discovery, the
+    subscriptions API)."""
+    return latest_cursor(broker, broker.position().seq)
+
+
 def find_start(broker: Storage, requested: str | None) -> tuple[Start, Iterator[StoredEvent]]:
     """Where a subscriber that sent ``requested`` starts, and the replay up to the head.
 
@@ -121,15 +127,6 @@ class Plan:
     heartbeat_s: float
     #: When (monotonic) the stream ends, and why: the token's exp or the connection's age.
     deadline: float | None
-
-
-def _deadline(settings: Settings, expires_at: float | None) -> float | None:
-    ends = []
-    if settings.max_connection_age_s:
-        ends.append(time.monotonic() + settings.max_connection_age_s)
-    if expires_at is not None:
-        ends.append(time.monotonic() + (expires_at - time.time()))
-    return min(ends) if ends else None
 
 
 def replay(plan: Plan, events: Iterator[StoredEvent]) -> Iterator[bytes]:
@@ -217,7 +214,7 @@ def open_subscription(
         start,
         settings.retry_ms,
         settings.heartbeat_s,
-        _deadline(settings, reader.grant.expires_at),
+        stream_deadline(settings.max_connection_age_s, reader.grant.expires_at)[0],
     )
     disarm = cut_on_overflow(sub, server_socket(environ), settings.overflow_grace_s)
     ended = False

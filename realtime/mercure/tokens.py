@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from realtime.core.auth import TokenVerifier
+from realtime.core.auth import FROM_COOKIE, FROM_HEADER, FROM_QUERY, TokenVerifier
 from realtime.core.errors import AuthError, BadRequest
 from realtime.mercure.selectors import Selector, SelectorSet, compile_selector
 
@@ -40,10 +40,6 @@ COOKIES = ("__Secure-mercure_access_token", "mercure_access_token", "mercureAuth
 QUERY_PARAMETER = "authorization"
 MAX_DETAILS = 50
 MAX_MATCHERS = 200
-
-FROM_HEADER = "header"
-FROM_QUERY = "query"
-FROM_COOKIE = "cookie"
 
 
 def _invalid(why: str) -> AuthError:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 import random
-from hashlib import sha256
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import gevent
 from flask import Blueprint, Flask, Response, jsonify, request, url_for
 from werkzeug.routing import PathConverter
 
-from realtime.core.access import origin_allowed
+from realtime.core.access import authorize_browser_publish, publisher_scope
 from realtime.core.errors import (
     AuthError,
     BadRequest,
@@ -42,12 +41,10 @@ from realtime.mercure.active import (
 )
 from realtime.mercure.selectors import parse_selectors
 from realtime.mercure.store import UPDATES_TOPIC, to_draft
-from realtime.mercure.stream import Reader, latest_cursor, open_subscription
+from realtime.mercure.stream import Reader, current_cursor, open_subscription
 from realtime.mercure.subscriptions import DRAFT_07, collection_document, parse_api_path
 from realtime.mercure.tokens import (
     ANONYMOUS,
-    FROM_COOKIE,
-    FROM_QUERY,
     QUERY_PARAMETER,
     MercureGrant,
     find_token,
@@ -121,11 +118,7 @@ def discovery_link(*, cursor: bool = True, **attributes: str) -> str:
     """The ``Link`` a host view adds to a resource it serves, so a Mercure client finds the hub
     and, with ``cursor``, every update published after the resource was generated (it passes
     the ``last-event-id`` back as ``last_event_id``)."""
-    last = None
-    if cursor:
-        broker = rt().broker
-        last = latest_cursor(broker, broker.position().seq)
-    return link_header(last, **attributes)
+    return link_header(current_cursor(rt().broker) if cursor else None, **attributes)
 
 
 def request_grant(*, required: bool) -> tuple[MercureGrant, str | None, str | None]:
@@ -225,6 +218,7 @@ def subscribe() -> Response:
     selectors = parse_selectors(request.args.items(multi=True), base=base)
     grant, _token, _source = request_grant(required=not state.settings.mercure_anonymous)
     requested = requested_cursor()
+    address = client_address()
     subscriber = new_subscriber()
     announced = None
     on_end = None
@@ -242,13 +236,13 @@ def subscribe() -> Response:
         Reader(selectors, grant),
         requested,
         who=presence_name(subscriber, announced),
-        address=client_address(),
+        address=address,
         environ=request.environ,
         on_end=on_end,
     )
     try:
         if announced is not None:
-            announce.began(client_address())
+            announce.began(address)
         headers = {
             **SSE_HEADERS,
             # Draft 08 names the cursor Mercure-Last-Event-ID, draft 07 Last-Event-ID: both.
@@ -309,41 +303,6 @@ class Announcer:
 # -- publish -------------------------------------------------------------------------------------
 
 
-def check_browser_origin(source: str | None) -> None:
-    """The CSRF guard: a publish authenticated by a cookie, which the browser attaches to any
-    site's form, must come from a page of this hub's origin or of a trusted one
-    (REALTIME_ALLOWED_ORIGINS, REALTIME_CORS_ORIGINS); a query-string token too when the
-    request says where it comes from. An Authorization header cannot be forged cross-site."""
-    if source not in (FROM_COOKIE, FROM_QUERY):
-        return
-    origin = request.headers.get("Origin")
-    if source == FROM_COOKIE and origin is None:
-        raise Forbidden(
-            "A publish authenticated by a Mercure cookie must come from a page of an allowed "
-            "Origin; other clients send their token as Authorization: Bearer.",
-            code="origin_not_allowed",
-        )
-    if not origin_allowed(
-        origin,
-        scheme=request.scheme,
-        host=request.host,
-        allowed=rt().settings.trusted_origins,
-    ):
-        raise Forbidden(
-            "This Origin may not publish with the browser's credentials "
-            "(REALTIME_ALLOWED_ORIGINS); send the token as Authorization: Bearer.",
-            code="origin_not_allowed",
-        )
-
-
-def publisher_scope(grant: MercureGrant, token: str) -> str:
-    """Whose rate a publish counts against: the token's ``sub``, else the token's digest (as
-    for ``/publish``: the same ``sub`` shares one rate across both doors)."""
-    if grant.subject:
-        return f"sub:{grant.subject}"
-    return "token:" + sha256(token.encode()).hexdigest()
-
-
 def request_pairs() -> list[tuple[str, str]]:
     """The publish form's fields in order (``topic`` repeats); 415 for another body type."""
     if request.mimetype != FORM:
@@ -362,10 +321,18 @@ def request_pairs() -> list[tuple[str, str]]:
 def publish() -> Response:
     state = rt()
     grant, token, source = request_grant(required=True)
-    if token is None or grant.publish is None:
+    if token is None or source is None or grant.publish is None:
         raise insufficient("This token grants no publish rights on this hub.")
-    check_browser_origin(source)
     settings = state.settings
+    # The CSRF guard: a cookie (or query) token publishes only from a page of an allowed Origin.
+    authorize_browser_publish(
+        source,
+        request.headers.get("Origin"),
+        scheme=request.scheme,
+        host=request.host,
+        allowed=settings.trusted_origins,
+        cookie="Mercure",
+    )
     update = parse_update(
         request_pairs(),
         hub_url=hub_url(),
@@ -376,7 +343,7 @@ def publish() -> Response:
         raise insufficient("This token may not publish to every topic of this update.")
     draft = to_draft(update)
     state.publisher.store(
-        [draft], scope=publisher_scope(grant, token), limited=True, idempotency_key=None
+        [draft], scope=publisher_scope(grant.subject, token), limited=True, idempotency_key=None
     )
     return Response(
         draft.alias, 200, content_type="text/plain; charset=utf-8", headers={"Link": link_header()}
@@ -433,7 +400,7 @@ def subscriptions(rest: str | None = None) -> Response:
     chosen = select(every, api)
     if api.subscriber is not None and not chosen:
         raise ClientError("No such active subscription.", code="not_found", status=404)
-    cursor = latest_cursor(state.broker, state.broker.position().seq)
+    cursor = current_cursor(state.broker)
     base_path = hub_path()
     if api.subscriber is not None:
         body = document(chosen[0], active_now=True, hub_path=base_path)

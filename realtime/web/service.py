@@ -45,7 +45,7 @@ def publish(
     granted = authorize_publish([d.topic for d in drafts], grant)
     return rt.publisher.store(
         list(drafts),
-        scope=publisher_scope(granted, token),
+        scope=publisher_scope(granted.subject, token),
         limited=True,
         idempotency_key=idempotency_key,
     )

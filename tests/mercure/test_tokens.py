@@ -9,13 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime.core.auth import TokenVerifier
+from realtime.core.auth import FROM_COOKIE, FROM_HEADER, FROM_QUERY, TokenVerifier
 from realtime.core.errors import AuthError, BadRequest
 from realtime.mercure.tokens import (
     DETAIL_TYPE,
-    FROM_COOKIE,
-    FROM_HEADER,
-    FROM_QUERY,
     find_token,
     grant_from_claims,
     verify,

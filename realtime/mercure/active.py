@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from realtime.mercure.selectors import Selector
+from realtime.mercure.selectors import TOPIC, Selector
 from realtime.mercure.subscriptions import ApiRequest, subscription_document, subscription_topic
 from realtime.mercure.updates import HUB_EVENT_TYPE, Update
 
@@ -104,7 +104,7 @@ def select(subscriptions: list[ActiveSubscription], api: ApiRequest) -> list[Act
             continue
         if api.match_type is not None and a.selector.kind != api.match_type:
             continue
-        if api.match_type is None and api.selector is not None and a.selector.kind != "topic":
+        if api.match_type is None and api.selector is not None and a.selector.kind != TOPIC:
             continue
         if api.subscriber is not None and a.subscriber != api.subscriber:
             continue

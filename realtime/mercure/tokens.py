@@ -30,7 +30,7 @@ from typing import Any
 
 from realtime.core.auth import FROM_COOKIE, FROM_HEADER, FROM_QUERY, TokenVerifier
 from realtime.core.errors import AuthError, BadRequest
-from realtime.mercure.selectors import Selector, SelectorSet, compile_selector
+from realtime.mercure.selectors import TOPIC, WILDCARD, Selector, SelectorSet, compile_selector
 
 DETAIL_TYPE = "https://mercure.rocks/authorization-detail"
 PUBLISH = "publish"
@@ -76,7 +76,7 @@ class MercureGrant:
 
 
 #: The selector draft 07's payload is given by: it goes with every subscription.
-EVERY = Selector("topic", "*")
+EVERY = Selector(TOPIC, WILDCARD)
 
 ANONYMOUS = MercureGrant(subject=None, publish=None, subscribe=None, expires_at=None)
 

@@ -25,6 +25,7 @@ from realtime.core.errors import ConfigError
 from realtime.fanout.directwrite import expose_server_response
 from realtime.fanout.hub import Hub
 from realtime.fanout.presence import Presence
+from realtime.fanout.window import RecentEvents
 from realtime.mercure import views as mercure_views
 from realtime.ops.devsecret import load_or_create_dev_secret
 from realtime.publisher import Publisher
@@ -188,6 +189,12 @@ class Realtime:
             max_connections=settings.max_connections,
             presence=presence,
             max_per_address=settings.max_connections_per_ip,
+            recent=RecentEvents(
+                settings.recent_events,
+                settings.recent_bytes,
+                maxlen=settings.history_maxlen,
+                ttl_s=settings.history_ttl_s,
+            ),
         )
         app.extensions[EXTENSION_KEY] = RealtimeState(
             settings,

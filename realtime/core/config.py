@@ -283,6 +283,16 @@ class Settings:
     firehose_maxlen: int = _setting(
         "100000", _whole(minimum=100), "Events kept in the all-topics stream."
     )
+    recent_events: int = _setting(
+        "10000",
+        _whole(minimum=0),
+        "Newest events a worker keeps in memory to resume streams without Redis; 0: none.",
+    )
+    recent_bytes: int = _setting(
+        "16777216",
+        _whole(minimum=65536),
+        "Memory (bytes, about) a worker's recent events may take.",
+    )
     max_queue: int = _setting(
         "1000", _whole(minimum=1), "Events queued per connection before it is cut."
     )

@@ -19,7 +19,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 import gevent
@@ -28,9 +28,11 @@ from gevent import Greenlet
 
 from realtime.core.errors import BrokerError, TooManyRequests, Unavailable
 from realtime.core.events import EventRun, StoredEvent
+from realtime.core.ids import parse_id
 from realtime.fanout.presence import Presence
+from realtime.fanout.window import RecentEvents
 from realtime.ops import metrics
-from realtime.storage.interface import Feed, Storage
+from realtime.storage.interface import Feed, ReplayCheck, Storage
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +151,12 @@ class Hub:
         start_timeout: float = 5.0,
         presence: Presence | None = None,
         max_per_address: int = 1_000_000,
+        recent: RecentEvents | None = None,
     ) -> None:
         self.broker = broker
+        #: The newest events the reader saw, to answer resumes from memory (see
+        #: :meth:`resume_from_memory`).
+        self.recent = recent
         self.max_per_address = max_per_address
         self._per_address: dict[str, int] = {}
         self.presence = presence
@@ -302,6 +308,35 @@ class Hub:
     def topic_count(self) -> int:
         return len(self._by_topic)
 
+    # -- resuming from memory -----------------------------------------------------------------
+
+    def resume_from_memory(
+        self, topics: Sequence[str], last_id: str | None
+    ) -> tuple[ReplayCheck, int, list[StoredEvent]] | None:
+        """Where a client at ``last_id`` (``None``: a fresh one) stands, answered without Redis:
+        the check, the seq to replay after, and the events of ``topics`` to replay; ``None``
+        when only the storage can tell.
+
+        The head is this worker's position, not Redis's: every event up to it was dispatched
+        (and is replayed from :attr:`recent`), and every later one reaches a subscription made
+        before this call live, so the seam holds as with the storage's check. A fresh client
+        starts there too. Only while the reader is up: with Redis away the storage's check
+        answers 503, as before.
+        """
+        epoch = self.epoch
+        if self.recent is None or epoch is None or not (self.ready and self.running):
+            return None
+        head = self.position
+        if last_id is None:
+            return ReplayCheck("fresh", epoch, head), 0, []
+        parsed = parse_id(last_id)
+        if parsed is None or parsed.epoch != epoch or parsed.seq > head:
+            return None  # not ours, another epoch, or ahead of this reader: Redis tells
+        missed = self.recent.resume(topics, parsed.seq, now_ms=int(time.time() * 1000))
+        if missed is None:
+            return None
+        return ReplayCheck("ok", epoch, head), parsed.seq, missed
+
     # -- the reader ---------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -365,19 +400,26 @@ class Hub:
             self.epoch, self.position = epoch, head
 
     def _dispatch(self, events: list[StoredEvent], reader: Feed) -> None:
-        """Check continuity, then hand this read's events to the subscriptions of their topics."""
+        """Check continuity, then hand this read's events to the subscriptions of their topics
+        and keep them all in :attr:`recent`."""
         batch: list[StoredEvent] = []
+        held: list[StoredEvent] = []
         for event in events:
             if event.epoch != self.epoch:
                 self._resync(f"firehose carries epoch {event.epoch}, expected {self.epoch}")
                 self.epoch, self.position = reader.position()
+                held.clear()  # of the old epoch: the window starts again in the new one
                 break
             if event.seq != self.position + 1:
                 self._resync(f"firehose gap: expected seq {self.position + 1}, got {event.seq}")
                 batch.clear()  # every subscription was closed: nobody is left to deliver to
+                held.clear()
             self.position = event.seq
+            held.append(event)
             if event.topic in self._by_topic:
                 batch.append(event)
+        if self.recent is not None:
+            self.recent.extend(held)
         if batch:
             self._deliver(batch)
 
@@ -453,6 +495,8 @@ class Hub:
         return 0
 
     def _resync(self, why: str) -> None:
+        if self.recent is not None:
+            self.recent.clear()
         self.resyncs += 1
         metrics.READER_RESYNCS.inc()
         log.warning(

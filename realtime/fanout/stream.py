@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
@@ -54,6 +54,8 @@ class StreamPlan:
     max_age_s: float
     envelope: bool
     expires_at: float | None = None  # the token's exp (unix seconds): the stream ends there
+    #: The events to replay, when the worker's memory answered (``None``: read them from Redis).
+    recent: Sequence[StoredEvent] | None = None
 
 
 def preamble(plan: StreamPlan) -> bytes:
@@ -84,11 +86,17 @@ def _frame(event: StoredEvent, envelope: bool) -> bytes:
 
 
 def replay(broker: Storage, plan: StreamPlan) -> Iterator[bytes]:
-    """The retained events after the client's id up to the head, a chunk at a time."""
+    """The retained events after the client's id up to the head, a chunk at a time, from the
+    worker's memory or from Redis."""
     if plan.check.status != "ok" or plan.after >= plan.check.head:
         return
     chunk: list[bytes] = []
-    for event in broker.replay(plan.topics, plan.check.epoch, plan.after, plan.check.head):
+    events: Iterable[StoredEvent] = (
+        plan.recent
+        if plan.recent is not None
+        else broker.replay(plan.topics, plan.check.epoch, plan.after, plan.check.head)
+    )
+    for event in events:
         chunk.append(_frame(event, plan.envelope))
         if len(chunk) >= REPLAY_CHUNK_EVENTS:
             yield b"".join(chunk)
@@ -97,7 +105,8 @@ def replay(broker: Storage, plan: StreamPlan) -> Iterator[bytes]:
             # Let the other greenlets run: a replay whose writes never block would otherwise
             # release its pooled Redis connection and take it again at once for the next page,
             # while other requests wait for one past the pool's timeout (a new stream's replay
-            # check is then refused 503) and live delivery stalls.
+            # check is then refused 503) and live delivery stalls. From memory too: a thousand
+            # replays at once must not hold the reader's live events back.
             gevent.sleep(0)
     if chunk:
         yield b"".join(chunk)
@@ -197,18 +206,27 @@ def open_stream(
 ) -> StreamBody:
     """One client's stream on ``topics``, from ``last_id``: the WSGI body to answer with.
 
-    Subscribes first (the seam), then asks the storage where the client stands; under gunicorn
+    Subscribes first (the seam), then asks where the client stands: the worker's memory of
+    recent events when it can tell (:meth:`~realtime.fanout.hub.Hub.resume_from_memory`),
+    else the storage; under gunicorn
     the reader may write live events straight to this request's socket while the stream waits
     (:mod:`realtime.fanout.directwrite`), and a client that stops reading is cut
     (:mod:`realtime.fanout.slowclient`). Refusals (limits, Redis down) raise before anything
     is held.
     """
     sub = hub.subscribe(topics, who=who, address=address)
-    try:
-        check, after = broker.check_last_id(topics, last_id)
-    except BaseException:
-        hub.unsubscribe(sub)
-        raise
+    recent: list[StoredEvent] | None = None
+    remembered = hub.resume_from_memory(topics, last_id)
+    if remembered is not None:
+        check, after, recent = remembered
+        metrics.STARTS_FROM_MEMORY.inc()
+    else:
+        try:
+            check, after = broker.check_last_id(topics, last_id)
+        except BaseException:
+            hub.unsubscribe(sub)
+            raise
+        metrics.STARTS_FROM_STORAGE.inc()
     if check.status not in ("ok", "fresh"):
         metrics.RESETS.labels(check.status).inc()
     plan = StreamPlan(
@@ -220,6 +238,7 @@ def open_stream(
         max_age_s=settings.max_connection_age_s,
         envelope=envelope,
         expires_at=expires_at,
+        recent=recent,
     )
     disarm = cut_on_overflow(sub, server_socket(environ), settings.overflow_grace_s)
     sub.writer = DirectWriter.for_environ(environ, envelope=envelope, wake=sub.wakeup.set)

@@ -43,6 +43,12 @@ WRITTEN_DIRECT = Counter(
 )
 REPLAYED = Counter("realtime_events_replayed", "Events sent from history on resume.", ["transport"])
 RESETS = Counter("realtime_resets", "Resumes that could not be exact and got a reset.", ["reason"])
+STREAM_STARTS = Counter(
+    "realtime_stream_starts",
+    "Where a new SSE stream's start (and its replay) came from: the worker's memory of recent "
+    "events (memory) or Redis (storage).",
+    ["source"],
+)
 OVERFLOWS = Counter(
     "realtime_overflow_disconnects",
     "Connections cut because they fell REALTIME_MAX_QUEUE events behind.",
@@ -73,6 +79,9 @@ DELIVERY_LAG = Histogram(
     ["transport"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+
+STARTS_FROM_MEMORY = STREAM_STARTS.labels("memory")  # resolved once: a storm looks them up
+STARTS_FROM_STORAGE = STREAM_STARTS.labels("storage")  # a thousand times a second
 
 for _transport in TRANSPORTS:  # present at zero from the first scrape
     CONNECTIONS.labels(_transport)

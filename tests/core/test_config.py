@@ -137,6 +137,8 @@ WHOLE_NUMBERS = (
     ("REALTIME_HISTORY_MAXLEN", ("0",)),
     ("REALTIME_HISTORY_TTL_S", ()),  # 0 means "no limit", so only negatives are out of range
     ("REALTIME_FIREHOSE_MAXLEN", ("0", "99")),
+    ("REALTIME_RECENT_EVENTS", ()),  # 0 means "keep none"
+    ("REALTIME_RECENT_BYTES", ("65535",)),
     ("REALTIME_MAX_QUEUE", ("0",)),
     ("REALTIME_MAX_PAYLOAD", ("0",)),
     ("REALTIME_MAX_BODY", ("0",)),
@@ -235,6 +237,8 @@ def test_numeric_variable_rejects_garbage_negatives_and_out_of_range_naming_it(
         ("REALTIME_MAX_BATCH", "10000", 10_000),
         ("REALTIME_REDIS_POOL_SIZE", "1000", 1000),
         ("REALTIME_MAX_QUEUE", " 20 ", 20),
+        ("REALTIME_RECENT_EVENTS", "0", 0),
+        ("REALTIME_RECENT_BYTES", "65536", 65536),
         ("REALTIME_HEARTBEAT_S", "0.05", 0.05),
         ("REALTIME_HEARTBEAT_S", " 2.5 ", 2.5),
         ("REALTIME_WS_PING_S", "0.1", 0.1),

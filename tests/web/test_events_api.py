@@ -88,6 +88,30 @@ def test_replay_only_includes_the_requested_topics(client: Any) -> None:
     stream.close()
 
 
+def test_a_resume_within_the_workers_memory_is_exact_and_asks_no_redis(
+    client: Any, app: Any
+) -> None:
+    from realtime.ops import metrics
+
+    follower = open_stream(client, "topic=a")  # the hub's reader runs from here on
+    ids = [publish(client, "a" if n % 2 else "b", str(n)) for n in range(10)]
+    assert [e.last_event_id for e in follower.collect(5)] == ids[1::2]
+    hub = state(app).hub
+    with gevent.Timeout(5):
+        while hub.position < int(ids[-1].split("-")[1]):
+            gevent.sleep(0.01)
+    from_memory = metrics.STARTS_FROM_MEMORY._value.get()
+    from_storage = metrics.STARTS_FROM_STORAGE._value.get()
+    stream = open_stream(client, "topic=a&topic=b", {"Last-Event-ID": ids[3]})
+    assert [e.last_event_id for e in stream.collect(6)] == ids[4:]
+    more = [publish(client, "b", f"live {n}") for n in range(3)]
+    assert [e.last_event_id for e in stream.collect(3)] == more
+    assert metrics.STARTS_FROM_MEMORY._value.get() == from_memory + 1
+    assert metrics.STARTS_FROM_STORAGE._value.get() == from_storage
+    stream.close()
+    follower.close()
+
+
 def test_last_event_id_header_wins_over_query(client: Any) -> None:
     ids = [publish(client, "a", str(n)) for n in range(4)]
     stream = open_stream(client, f"topic=a&lastEventId={ids[0]}", {"Last-Event-ID": ids[2]})

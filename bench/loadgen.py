@@ -882,11 +882,95 @@ async def throughput(gen: Loadgen, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def timed_request(target: Target, request: bytes, timeout: float = 30.0) -> tuple[int, int]:
+    """One request on a connection of its own: (status, ns from connect to the answer's last
+    byte); status 0 when it failed."""
+    started = time.perf_counter_ns()
+    writer: asyncio.StreamWriter | None = None
+    try:
+        reader, opened = await asyncio.wait_for(
+            asyncio.open_connection(target.host, target.port), timeout
+        )
+        writer = opened
+        opened.write(request)
+        status, _ = await asyncio.wait_for(read_response(reader), timeout)
+    except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+        status = 0
+    finally:
+        if writer is not None:
+            writer.close()
+    return status, time.perf_counter_ns() - started
+
+
+def latency_summary(results: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    times = sorted(t for _, t in results)
+    statuses: dict[str, int] = {}
+    for status, _ in results:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {
+        "count": len(results),
+        "statuses": statuses,
+        "p50_ms": ms(percentile(times, 0.5)),
+        "p99_ms": ms(percentile(times, 0.99)),
+        "max_ms": ms(times[-1] if times else None),
+    }
+
+
+async def full(gen: Loadgen, args: argparse.Namespace) -> dict[str, Any]:
+    """A worker holding ``--subscribers`` streams of one topic: how fast are publishes answered?
+
+    Each publish goes on a connection of its own, timed from connect to the last byte of its
+    answer (as ``bench/full_worker.py`` times them): ``--rounds`` rounds of ``--at-once``
+    publishes at once to a topic nobody follows (the request path of a busy worker), then
+    ``--at-once`` at once to the followed topic, each a fan-out to every stream, which must all
+    arrive.
+    """
+    topic = "full"
+    n = args.subscribers
+    connect = await gen.connect(n, lambda i: topic)
+    await asyncio.sleep(args.settle)
+    await gen.warm_up(topic)
+    target = gen.target
+    elsewhere: list[tuple[int, int]] = []
+    for _ in range(args.rounds):
+        requests = [target.publish("nobody-follows", payload(0, 0)) for _ in range(args.at_once)]
+        elsewhere += await asyncio.gather(*(timed_request(target, r) for r in requests))
+        await asyncio.sleep(0.2)
+    phase = gen.new_phase(args.at_once, n, gen.open_count())
+    sent = now_ns()
+    for i in range(args.at_once):
+        phase.sent_ns[i] = sent
+    phase.published = args.at_once
+    requests = [
+        target.publish(topic, payload(phase.first_seq + i, sent)) for i in range(args.at_once)
+    ]
+    followed = await asyncio.gather(*(timed_request(target, r) for r in requests))
+    for i, (status, _) in enumerate(followed):
+        if not 200 <= status < 300:
+            phase.failed[i] = 1
+    drained = await gen.drain(phase, args.drain)
+    summary = phase.summary(gen.open_count())
+    return {
+        "subscribers": n,
+        "connected": gen.open_count(),
+        "connect": connect,
+        "at_once": args.at_once,
+        "publish_elsewhere": latency_summary(elsewhere),
+        "publish_followed": latency_summary(followed),
+        "publish_all": latency_summary([*elsewhere, *followed]),
+        "drain_s": round(drained, 3),
+        "delivered": summary["delivered"],
+        "expected": summary["expected"],
+        "duplicates": summary["duplicates"],
+    }
+
+
 SCENARIOS = {
     "broadcast": broadcast,
     "unicast": unicast,
     "storm": storm,
     "throughput": throughput,
+    "full": full,
 }
 
 
@@ -954,6 +1038,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     s.add_argument("--before", type=float, default=2.0)
     s.add_argument("--gap", type=float, default=1.0)
     s.add_argument("--after", type=float, default=5.0)
+    f = sub.add_parser("full", help="publishes answered while many streams are held")
+    f.add_argument("--subscribers", type=int, default=10000)
+    f.add_argument("--rounds", type=int, default=5)
+    f.add_argument("--at-once", type=int, default=50)
     t = sub.add_parser("throughput", help="publishes with no subscribers")
     t.add_argument("--connections", type=int, default=32)
     t.add_argument("--duration", type=float, default=5.0)

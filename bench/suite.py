@@ -13,6 +13,8 @@ Scenarios (``bench/loadgen.py`` does the measuring):
 - unicast: 2,000 subscribers, each on its own topic, 200 events/s in all.
 - storm: 1,000 subscribers drop at once and resume with ``Last-Event-ID`` (servers with history
   only: realtime and Nchan; the others get n/a).
+- full: 10,000 streams held, publishes each on a connection of its own, timed to their answer
+  (realtime and Nchan only).
 - throughput: publishes with no subscriber, single events and batches of 100 (``wrk``).
 - profile: realtime's 10,000-subscriber broadcast again under ``py-spy`` (not in the table).
 
@@ -56,16 +58,18 @@ from realtime.storage.redis_server import RedisServer, find_redis_binaries, free
 
 SERVERS = ("realtime", "nchan", "starlette", "flasksse")
 RESUMABLE = {"realtime", "nchan"}
+BESIDE_NCHAN = {"realtime", "nchan"}  # scenarios of issue 15 that only compare these two
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 SECRET = "bench-secret-" + "x" * 40
 BIN = Path(sys.executable).parent
-WRK_CONNECTIONS = 8  # concurrent publishers in the throughput runs
+WRK_CONNECTIONS = 16  # concurrent publishers in the throughput runs (issue 15's wrk -c16)
 
 FULL = {
     "broadcast": ["broadcast", "--steps", "1000x200@20,5000x100@10,10000x50@5"],
     "unicast": ["unicast", "--subscribers", "2000", "--events", "2000", "--rate", "200"],
     "storm": ["storm", "--subscribers", "1000", "--rate", "20"],
+    "full": ["full", "--subscribers", "10000", "--rounds", "5", "--at-once", "50"],
     "profile": ["broadcast", "--steps", "10000x50@5"],
     "throughput_s": 5,
 }
@@ -73,6 +77,7 @@ QUICK = {
     "broadcast": ["broadcast", "--steps", "200x20@20,500x20@10,1000x10@5"],
     "unicast": ["unicast", "--subscribers", "200", "--events", "200", "--rate", "100"],
     "storm": ["storm", "--subscribers", "200", "--rate", "20", "--after", "2"],
+    "full": ["full", "--subscribers", "1000", "--rounds", "2", "--at-once", "20"],
     "profile": ["broadcast", "--steps", "1000x20@5"],
     "throughput_s": 2,
 }
@@ -605,9 +610,13 @@ def machine() -> dict[str, Any]:
 
 def run_server(name: str, plan: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for scenario, timeout in (("broadcast", 480), ("unicast", 180), ("storm", 180)):
+    scenarios = (("broadcast", 480), ("unicast", 180), ("storm", 180), ("full", 240))
+    for scenario, timeout in scenarios:
         if scenario == "storm" and name not in RESUMABLE:
             out[scenario] = {"na": "no history to resume from (Last-Event-ID is not supported)"}
+            continue
+        if scenario == "full" and name not in BESIDE_NCHAN:
+            out[scenario] = {"na": "measured for realtime and nginx + Nchan only"}
             continue
         log(f"{name}: {scenario}")
         try:

@@ -7,8 +7,10 @@ valid on Redis Cluster (a script may only touch keys of one slot):
 ``{rt}:seq``            the global counter; event ``<epoch>-<seq>`` has stream id ``<seq>-0``.
 ``{rt}:firehose``       every event of every topic, in seq order, with its topic and epoch: the
                         live feed each worker's hub reads.
-``{rt}:t:<topic>``      one stream per topic, trimmed by ``REALTIME_HISTORY_MAXLEN`` and ``_TTL_S``;
-                        with a TTL it expires as a whole once its newest event is past it.
+``{rt}:t:<topic>``      one stream per topic, trimmed by ``REALTIME_HISTORY_MAXLEN`` and ``_TTL_S``
+                        (a publish lets it run 1/16 over the length before cutting it back; a
+                        replay check cuts it exactly); with a TTL it expires as a whole once its
+                        newest event is past it.
 ``{rt}:trim:<topic>``   the highest seq ever trimmed from that topic (exact detection of lost
                         history on Redis 6.2, which lacks ``max-deleted-entry-id``); it expires
                         with its stream.

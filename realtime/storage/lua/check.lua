@@ -13,7 +13,7 @@ local now, maxlen, ttl_ms = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[
 local bound = nil
 for i = 1, (#KEYS - 4) / 2 do
   local key, mkey, topic = KEYS[3 + 2 * i], KEYS[4 + 2 * i], ARGV[6 + i]
-  trim(key, mkey, maxlen, ttl_ms, now)
+  trim(key, mkey, maxlen, ttl_ms, now, 0)
   if marker(mkey, KEYS[3], topic) > after then return {'trimmed', epoch, tostring(head)} end
   if ttl_ms > 0 and redis.call('EXISTS', key) == 0 then
     -- No stream: if the topic had one, it expired, with events published before now - ttl.

@@ -98,6 +98,8 @@ for i = 1, n do
   end
 end
 local trimmed = {}
+-- A topic may run this far over maxlen before it is cut back (see trim.lua): 1/16 of it.
+local slack = math.floor(maxlen / 16)
 for i = 1, n do
   local topic = ARGV[FIRST_TOPIC_ARG + (i - 1) * ARGS_PER_EVENT + 1]
   if not trimmed[topic] then
@@ -107,7 +109,7 @@ for i = 1, n do
       redis.call('PEXPIRE', key, expiry_ms)
       redis.call('PEXPIRE', mkey, expiry_ms)
     end
-    trim(key, mkey, maxlen, ttl_ms, now)
+    trim(key, mkey, maxlen, ttl_ms, now, slack)
   end
 end
 if ttl_ms > 0 then

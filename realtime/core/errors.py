@@ -64,6 +64,9 @@ WEBSOCKET_ERRORS: Mapping[int, tuple[str, ...]] = {
 }
 
 #: code -> status, over both tables.
+#: The code of a failure of the server's own (a bug), answered 500 by every door.
+INTERNAL_ERROR = "internal_error"
+
 ERROR_STATUS: Mapping[str, int] = {
     code: status
     for table in (HTTP_ERRORS, WEBSOCKET_ERRORS)

@@ -15,7 +15,7 @@ from flask import Response, jsonify, request
 from flask.sansio.scaffold import Scaffold
 from werkzeug.exceptions import HTTPException
 
-from realtime.core.errors import BrokerError, ClientError
+from realtime.core.errors import INTERNAL_ERROR, BrokerError, ClientError
 from realtime.web.request import body_too_large
 from realtime.web.service import redis_unavailable
 from realtime.web.slowrequest import close_after_response
@@ -44,7 +44,10 @@ def http_error(err: HTTPException) -> Response:
     status = err.code or 500
     if status == 413:
         return error_response(body_too_large())
-    code = (err.name or "error").lower().replace(" ", "_")
+    # A failure of the server's own has one code whichever door or layer answers it (the
+    # registry's, as the WebSocket door and gunicorn's own 500 say it); the others are named
+    # after werkzeug's reason.
+    code = INTERNAL_ERROR if status == 500 else (err.name or "error").lower().replace(" ", "_")
     response = error_response(ClientError(err.description or err.name, code=code, status=status))
     allow = dict(err.get_headers()).get("Allow")
     if allow:

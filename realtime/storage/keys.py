@@ -41,6 +41,7 @@ Lua files say) or when they are written (:mod:`realtime.storage.broker`).
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 PREFIX = "{rt}"
 EPOCH_KEY = f"{PREFIX}:epoch"
@@ -89,6 +90,7 @@ def new_topics_key(scope: str) -> str:
     return _publisher_key("topics", scope)
 
 
+@lru_cache(maxsize=4096)
 def _publisher_key(kind: str, scope: str) -> str:
     """A key of one publisher's, named by a digest: a scope may be long or hold anything."""
     return f"{PREFIX}:{kind}:{hashlib.sha256(scope.encode()).hexdigest()[:32]}"

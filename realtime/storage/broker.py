@@ -190,18 +190,22 @@ class Broker:
         for lane in self._lanes:
             lane.close()
 
-    def _publish_lane(self) -> ScriptBatcher:
-        """The idle lane if there is one, else the one with the shortest queue.
+    def _publish_lane(self, single: bool) -> ScriptBatcher:
+        """The first lane for a publish of one event; for a batch, the idle one of the others if
+        there is one, else the one with the shortest queue.
 
-        One lane alone sends the next round trip only when the last one is answered: the worker
-        sat idle while Redis ran a batch's scripts (single and batch publishes both topped out
-        with the worker's core 70-80 % busy). With several, a round trip is in flight while the
-        next is sent (measured, wrk -c8 on one worker: batches of 100, 1 lane 39,600 events/s,
-        2 lanes 52,500, 3 lanes 65,300, 4 lanes 56,700; single events 1,200 → 1,550-1,980/s).
-        Publishes on different lanes are concurrent requests anyway: a client's
-        own publishes are ordered by waiting for each answer.
+        Batches spread: one lane alone sends the next round trip only when the last one is
+        answered, and Redis sat idle between them (wrk -c16, one worker, batches of 100: 1 lane
+        84,000 events/s, 2 lanes 105,000, 3 lanes 111,000). Single events share one lane: they
+        cost Redis little and the worker much, so the fewer round trips carry them the better
+        (1 lane 5,300/s, spread over 3 lanes 4,650/s); and no batch's round trip is ever in
+        flight ahead of them on it. Publishes on different lanes are concurrent requests
+        anyway: a client's own publishes are ordered by waiting for each answer.
         """
-        return min(self._lanes, key=lambda lane: lane.load)
+        lanes = self._lanes
+        if single:
+            return lanes[0]
+        return min(lanes[1:] or lanes, key=lambda lane: lane.load)
 
     def reader(self) -> FirehoseReader:
         """A dedicated connection for one hub's blocking reads of the firehose."""
@@ -265,7 +269,8 @@ class Broker:
         for d in drafts:
             args += [d.topic, d.type, d.data, d.attrs, d.alias]
         started = time.perf_counter()
-        result = self._publish_lane()(keys, args)
+        lane = self._publish_lane(len(drafts) == 1)
+        result = lane(keys, args)
         metrics.PUBLISH_LATENCY.observe(time.perf_counter() - started)
         status, epoch = text(result[0]), text(result[1])
         if status in ("limited", "topics_limited"):

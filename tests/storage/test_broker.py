@@ -621,19 +621,21 @@ def test_a_queue_longer_than_a_batch_is_sent_in_several_each_call_answered_once(
         assert raw.get("counter") == b"10"
 
 
-def test_publishes_that_find_a_round_trip_in_flight_go_out_on_another_lane(
+def test_batches_that_find_a_round_trip_in_flight_go_out_on_another_lane_single_events_share_one(
     any_redis_server: RedisServer, raw: redis.Redis
 ) -> None:
     broker = Broker(any_redis_server.url, retention=RETENTION, pool_size=8)
     try:
         broker.warm()
         blocker = busy_redis(any_redis_server.url, 0.3)
-        greenlets = [gevent.spawn(broker.publish, [draft("t", str(i))]) for i in range(3)]
-        gevent.sleep(0.05)  # each is waiting on Redis, none behind another
-        assert [lane.load for lane in broker._lanes] == [(True, 0)] * 3
+        batches = [gevent.spawn(broker.publish, [draft("t", str(i))] * 2) for i in range(2)]
+        singles = [gevent.spawn(broker.publish, [draft("t", str(i))]) for i in range(3)]
+        gevent.sleep(0.05)  # each waits on Redis: a batch on each of two lanes, the singles on one
+        assert [lane.load for lane in broker._lanes] == [(True, 2), (True, 0), (True, 0)]
         blocker.join(5)
-        answers = [outcome(g) for g in greenlets]
-        assert sorted(s for a in answers if isinstance(a, Published) for s in a.seqs) == [1, 2, 3]
+        answers = [outcome(g) for g in batches + singles]
+        stored = sorted(s for a in answers if isinstance(a, Published) for s in a.seqs)
+        assert stored == list(range(1, 8))
         assert len(broker._lanes) + broker._pooled == 8  # the worker's connection count holds
     finally:
         broker.close()

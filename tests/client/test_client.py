@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import logging
 import signal
 import socket
 import threading
@@ -546,9 +547,16 @@ def test_subscribe_resumes_exactly_across_repeated_server_side_drops(
         for event in subscribe(server.url, topics, token=TOKEN, last_id=start, stop=done):
             received.append(event)
 
+    def reconnects() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "reconnecting" in r.getMessage()]
+
     follower = gevent.spawn(follow)
     published = []
-    for n in range(40):
+    # Publish until the stream was dropped twice (a drop every second, each followed by a
+    # reconnect up to 1.5 s later): 40 events at first, at most 120.
+    for n in range(120):
+        if n >= 40 and len(reconnects()) >= 2:
+            break
         published.append(publish(server.url, ("s1:x", "s1:y")[n % 2], str(n), token=TOKEN))
         gevent.sleep(0.08)
     with gevent.Timeout(15):
@@ -558,9 +566,8 @@ def test_subscribe_resumes_exactly_across_repeated_server_side_drops(
     follower.join(5)
     assert follower.dead
     assert [e.id for e in received] == published
-    assert [e.data for e in received] == [str(n) for n in range(40)]
-    reconnects = [r for r in caplog.records if "reconnecting" in r.getMessage()]
-    assert len(reconnects) >= 2, "the server never dropped the stream"
+    assert [e.data for e in received] == [str(n) for n in range(len(published))]
+    assert len(reconnects()) >= 2, "the server never dropped the stream"
 
 
 def test_subscribe_yields_reset_when_the_server_cannot_resume(shared: Gunicorn) -> None:

@@ -165,6 +165,7 @@ class Realtime:
     def _setup(self, app: Flask, *, url_prefix: str | None, standalone: bool) -> None:
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(f"realtime is already set up on the app {app.name!r}.")
+        plain_wsgi = flask_handles_requests(app)
         prefix = normal_prefix(url_prefix)
         settings = load_settings(app.config)
         if settings.proxy_hops and not standalone:
@@ -225,3 +226,37 @@ class Realtime:
             app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
                 app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
             )
+        realtime_state = app.extensions[EXTENSION_KEY]
+        realtime_state.wsgi_app = app.wsgi_app
+        realtime_state.plain_wsgi = plain_wsgi
+
+
+#: Flask's request handling, method by method: an app class that overrides any of them handles
+#: requests its own way, and the lean path (realtime.web.lean) must not go round it.
+FLASK_REQUEST_METHODS = (
+    "__call__",
+    "wsgi_app",
+    "request_context",
+    "app_context",
+    "full_dispatch_request",
+    "preprocess_request",
+    "dispatch_request",
+    "make_response",
+    "process_response",
+    "finalize_request",
+    "handle_user_exception",
+    "handle_exception",
+    "do_teardown_request",
+)
+
+
+def flask_handles_requests(app: Flask) -> bool:
+    """Whether ``app`` handles a request as Flask itself does: its class overrides none of
+    Flask's request methods, and nothing wraps its ``wsgi_app`` yet (realtime's own wrappers
+    come next)."""
+    wsgi_app = app.wsgi_app
+    own = getattr(wsgi_app, "__func__", None) is Flask.wsgi_app
+    own = own and getattr(wsgi_app, "__self__", None) is app
+    return own and all(
+        getattr(type(app), name) is getattr(Flask, name) for name in FLASK_REQUEST_METHODS
+    )

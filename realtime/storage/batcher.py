@@ -16,19 +16,20 @@ import hashlib
 import os
 import select
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gevent.monkey
 import redis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from realtime.core.errors import BrokerError
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
 try:  # redis-py's hiredis extra, a dependency of the server: C packing of each command
     from hiredis import pack_command as _hiredis_pack
 except ImportError:  # pragma: no cover - a client-only install without the extra
     _hiredis_pack = None
-
-from realtime.core.errors import BrokerError
 
 _NO_REPLY: Any = object()
 # Why the unpatched poll: before each busy spell the dedicated connection is checked for

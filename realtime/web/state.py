@@ -48,6 +48,11 @@ class RealtimeState:
     hooks: Hooks = field(default_factory=Hooks)
     #: Where realtime's routes are mounted (``"/rt"``), ``None`` at the root.
     url_prefix: str | None = None
+    #: ``app.wsgi_app`` as realtime left it, and whether under realtime's wrappers it was
+    #: Flask's own (no middleware of the app's, no override of Flask's request handling): the
+    #: lean path (:mod:`realtime.web.lean`) is open only while both still hold.
+    wsgi_app: Any = None
+    plain_wsgi: bool = False
 
 
 def state(app: Any) -> RealtimeState:

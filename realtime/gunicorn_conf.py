@@ -239,3 +239,6 @@ def worker_exit(server: Arbiter, worker: Worker) -> None:
     app = getattr(worker, "wsgi", None)
     if app is not None and "realtime" in getattr(app, "extensions", {}):
         state(app).hub.stop()
+        # Streams the worker held without greenlets write their goodbyes on greenlets of
+        # their own: give them the moment gunicorn gives a request.
+        state(app).idle.join(timeout=server.cfg.graceful_timeout)

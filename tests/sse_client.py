@@ -74,6 +74,7 @@ class SocketStream:
         self._decoder: ChunkedDecoder | None = None
         self._remaining: int | None = None
         self._body = b""
+        self.raw = b""  # the decoded body so far (comments included)
         self.closed = False
 
     def _read_head(self) -> None:
@@ -103,6 +104,7 @@ class SocketStream:
         payload = self._decoder.feed(out)  # strict: malformed framing raises ProtocolError
         if self._decoder.done:
             self.closed = True
+        self.raw += payload
         return payload
 
     def read_events(self, deadline: float) -> list[MessageEvent]:

@@ -26,10 +26,13 @@ so a client that stops reading is still cut at ``REALTIME_MAX_QUEUE``.
 from __future__ import annotations
 
 import _socket
+import os
 import ssl
 import time
 from collections.abc import Callable
 from typing import Any
+
+from gevent.socket import wait_write
 
 from realtime.core.events import EventRun
 
@@ -80,12 +83,13 @@ class DirectWriter:
     """
 
     __slots__ = (
-        "_chunked",
         "_envelope",
         "_response",
         "_send",
+        "_sock",
         "_wake",
         "broken",
+        "chunked",
         "last_seq",
         "last_write",
         "parked",
@@ -93,9 +97,10 @@ class DirectWriter:
     )
 
     def __init__(self, response: Any, *, envelope: bool, wake: Callable[[], None]) -> None:
-        self._response = response
+        self._response: Any = response  # gunicorn's, until the stream leaves it (leave_server)
+        self._sock: _socket.socket | None = None  # the stream's own socket, once it left
         self._send: Callable[[bytes], int] = response.sock._sock.send  # non-blocking
-        self._chunked = False  # known once the response has started (see park)
+        self.chunked = False  # known once the response has started (see park)
         self._envelope = envelope
         self._wake = wake
         self.last_seq = 0
@@ -126,7 +131,7 @@ class DirectWriter:
             return SKIPPED
         if run.first_seq <= self.last_seq:
             return REFUSED
-        data = run.wire(self._envelope, self._chunked)
+        data = run.wire(self._envelope, self.chunked)
         try:
             sent = self._send(data)
         except BlockingIOError:
@@ -138,7 +143,8 @@ class DirectWriter:
             return REFUSED
         self.last_seq = run.last_seq
         self.last_write = time.monotonic()
-        self._response.sent += sent
+        if self._response is not None:
+            self._response.sent += sent
         if sent < len(data):
             self.pending = data[sent:]
             self.parked = False
@@ -148,22 +154,84 @@ class DirectWriter:
     def park(self) -> None:
         """The stream is about to wait: the reader may write for it (once headers are out)."""
         response = self._response
+        if response is None:  # the stream left the server: its headers went out long ago
+            self.parked = not self.broken and not self.pending
+            return
         self.parked = not self.broken and not self.pending and response.headers_sent
-        self._chunked = response.chunked  # decided by gunicorn when the response started
+        self.chunked = response.chunked  # decided by gunicorn when the response started
 
     def hold(self) -> None:
         """The stream woke: no direct writes until it parks again; finish a partial write.
 
         Called from the stream's own greenlet, so the rest of a partial write (already framed)
-        goes out with a plain ``sendall`` that waits cooperatively, like any write of the stream.
+        goes out with :meth:`send_all`, which waits cooperatively, like any write of the stream.
         """
         self.parked = False
         if self.pending:
             rest, self.pending = self.pending, b""
-            self._response.sock.sendall(rest)
-            self._response.sent += len(rest)
+            self.send_all(rest)
+
+    def send_all(self, data: bytes) -> None:
+        """Write all of ``data`` (framed already) from the stream's own greenlet, waiting
+        cooperatively while the socket is full."""
+        response = self._response
+        if response is not None:
+            response.sock.sendall(data)
+            response.sent += len(data)
+            return
+        sock = self._sock
+        if sock is None:
+            raise BrokenPipeError("the stream's socket is closed")
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[sock.send(view) :]
+            except BlockingIOError:
+                wait_write(sock.fileno())
+        self.last_write = time.monotonic()
+
+    def leave_server(self) -> bool:
+        """Take the stream's connection from gunicorn, which then ends the request as if the body
+        were complete: it writes nothing more (no last chunk), logs the request and closes its
+        descriptor; this writer keeps a duplicate of it, non-blocking, for the stream's own
+        writes from now on (:mod:`realtime.fanout.idle`). False where it cannot (already
+        broken, a write half done, headers not out)."""
+        response = self._response
+        if response is None:
+            return True
+        if self.broken or self.pending or not response.headers_sent:
+            return False
+        try:
+            sock = _socket.socket(fileno=os.dup(response.sock.fileno()))
+        except OSError:
+            return False
+        sock.setblocking(False)
+        self.chunked = response.chunked
+        response.chunked = False  # gunicorn's close() adds no last chunk
+        response.force_close()  # and its connection loop reads no next request
+        self._response = None
+        self._sock = sock
+        self._send = sock.send
+        return True
+
+    @property
+    def own_socket(self) -> _socket.socket | None:
+        """The stream's own socket, once it left the server (:meth:`leave_server`)."""
+        return self._sock
+
+    def send_now(self, data: bytes) -> None:
+        """Send what the stream's own socket takes at once (the last chunk, before closing)."""
+        if self._sock is not None:
+            self._sock.send(data)
 
     def close(self) -> None:
         """The stream is ending: never write for it again."""
         self.parked = False
         self.broken = True
+
+    def close_socket(self) -> None:
+        """Close the stream's own socket (after :meth:`leave_server`; gunicorn's is its own)."""
+        self.close()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()

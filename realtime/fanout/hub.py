@@ -75,6 +75,7 @@ class Subscription:
         "select",
         "topics",
         "transport",
+        "waker",
         "wakeup",
         "who",
         "writer",
@@ -102,6 +103,16 @@ class Subscription:
         self.on_close: Callable[[str], None] | None = None
         self.writer: DirectOffer | None = None
         self.select: Callable[[StoredEvent], bool] | None = None
+        #: How to get the consumer's attention when no greenlet of its own waits on
+        #: :attr:`wakeup` (a stream the worker holds idle, :mod:`realtime.fanout.idle`).
+        self.waker: Callable[[], None] | None = None
+
+    def wake(self) -> None:
+        """Have the consumer look at its queue (and at :attr:`closed_reason`)."""
+        if self.waker is not None:
+            self.waker()
+        else:
+            self.wakeup.set()
 
     def push(self, event: StoredEvent) -> bool:
         """Queue ``event``; True if the consumer must be woken for it."""
@@ -120,7 +131,7 @@ class Subscription:
         self.closed_reason = reason
         if self.writer is not None:
             self.writer.close()  # from now on only the stream writes: its goodbye
-        self.wakeup.set()
+        self.wake()
         if self.on_close is not None:
             self.on_close(reason)
 
@@ -463,7 +474,7 @@ class Hub:
             for event in written:  # once per event: when its last direct write was done
                 lag.observe(event.lag_s(now))
         for sub in woken:
-            sub.wakeup.set()
+            sub.wake()
             if sub.closed_reason is not None:
                 self.unsubscribe(sub)  # free an overflowed queue now, not when its stream ends
 

@@ -16,9 +16,9 @@ fill. Bytes already in flight are not limited, so a fast client far away keeps i
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import socket
-from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -51,7 +51,7 @@ class OverflowCut:
 
     __slots__ = ("_grace_s", "_sock", "_sub", "_timer")
 
-    def __init__(self, sub: Subscription, sock: socket.socket | None, grace_s: float) -> None:
+    def __init__(self, sub: Subscription, sock: _socket.socket | None, grace_s: float) -> None:
         self._sub = sub
         self._sock = sock
         self._grace_s = grace_s
@@ -72,11 +72,14 @@ class OverflowCut:
         if self._timer is not None:
             self._timer.kill(block=False)
 
+    def retarget(self, sock: _socket.socket | None) -> None:
+        """The stream's connection is ``sock`` now (it left the server's request with a
+        duplicate of its descriptor: :mod:`realtime.fanout.idle`)."""
+        self._sock = sock
 
-def cut_on_overflow(
-    sub: Subscription, sock: socket.socket | None, grace_s: float
-) -> Callable[[], None]:
-    """Arm ``sub`` so an overflow shuts ``sock`` down after ``grace_s``; returns a disarm.
+
+def cut_on_overflow(sub: Subscription, sock: socket.socket | None, grace_s: float) -> OverflowCut:
+    """Arm ``sub`` so an overflow shuts ``sock`` down after ``grace_s``; ``.disarm()`` undoes it.
 
     Also bounds the bytes the kernel holds unsent for ``sock`` (:func:`bound_unsent`), so a
     client that stops reading reaches its queue bound after about ``UNSENT_LIMIT_BYTES``.
@@ -84,4 +87,4 @@ def cut_on_overflow(
     bound_unsent(sock)
     cut = OverflowCut(sub, sock, grace_s)
     sub.on_close = cut.on_close
-    return cut.disarm
+    return cut

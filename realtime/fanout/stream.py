@@ -8,7 +8,11 @@ The seam: :func:`open_stream` subscribes to the hub *before* the broker's replay
 head, so an event is either at or below the head (replayed from Redis) or above it (queued
 live); live events at or below the last id sent are skipped. No gap, no duplicate (DESIGN.md,
 guarantee 2). Everything a stream takes (its subscription, its direct writer, its slow-client
-cut) is given back in one place, the stream's ``release``, however and wherever it ends.
+cut) is given back in one place, :meth:`LiveStream.release`, however and wherever it ends.
+
+An idle stream may leave its greenlet (and gunicorn's request) for the worker to hold
+(:class:`Parking`, :mod:`realtime.fanout.idle`): its ``live()`` loop then returns, and runs
+again, on a greenlet of its own, whenever the stream needs one.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 
@@ -30,7 +35,7 @@ from realtime.core.ids import format_id
 from realtime.core.sse import encode_comment, encode_control, encode_last_id, encode_retry
 from realtime.fanout.directwrite import DirectWriter
 from realtime.fanout.hub import OVERFLOW, SHUTDOWN, Hub, Subscription
-from realtime.fanout.slowclient import cut_on_overflow, server_socket
+from realtime.fanout.slowclient import OverflowCut, cut_on_overflow, server_socket
 from realtime.ops import metrics
 from realtime.storage.interface import ReplayCheck, Storage
 
@@ -54,8 +59,6 @@ class StreamPlan:
     max_age_s: float
     envelope: bool
     expires_at: float | None = None  # the token's exp (unix seconds): the stream ends there
-    #: The events to replay, when the worker's memory answered (``None``: read them from Redis).
-    recent: Sequence[StoredEvent] | None = None
 
 
 def preamble(plan: StreamPlan) -> bytes:
@@ -85,15 +88,17 @@ def _frame(event: StoredEvent, envelope: bool) -> bytes:
     return event.envelope_frame() if envelope else event.frame()
 
 
-def replay(broker: Storage, plan: StreamPlan) -> Iterator[bytes]:
+def replay(
+    broker: Storage, plan: StreamPlan, recent: Sequence[StoredEvent] | None = None
+) -> Iterator[bytes]:
     """The retained events after the client's id up to the head, a chunk at a time, from the
-    worker's memory or from Redis."""
+    worker's memory (``recent``, when it answered) or from Redis."""
     if plan.check.status != "ok" or plan.after >= plan.check.head:
         return
     chunk: list[bytes] = []
     events: Iterable[StoredEvent] = (
-        plan.recent
-        if plan.recent is not None
+        recent
+        if recent is not None
         else broker.replay(plan.topics, plan.check.epoch, plan.after, plan.check.head)
     )
     for event in events:
@@ -145,20 +150,33 @@ def _heartbeat_due(wrote_at: float, writer: DirectWriter | None, plan: StreamPla
     return last + plan.heartbeat_s
 
 
-def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
+def live(
+    sub: Subscription,
+    plan: StreamPlan,
+    last_seq: int,
+    ends: tuple[float | None, str] = (None, ""),
+    *,
+    wrote_at: float | None = None,
+    park: Callable[[], bool] | None = None,
+) -> Iterator[bytes]:
     """Queued events as they come, coalesced into one write per wake-up, with heartbeats.
 
     With a :class:`~realtime.fanout.directwrite.DirectWriter` (``sub.writer``), the reader
     writes events itself while this greenlet is parked; they share its cursor, so the queue path
     (taken when the socket is busy or the stream is writing) skips what was already written. A
-    heartbeat is due after ``heartbeat_s`` without a write from either.
+    heartbeat is due after ``heartbeat_s`` without a write from either (``wrote_at``: the
+    stream's last write before this loop; now if not given). ``ends`` is when and why the
+    stream must end (:func:`stream_deadline`). With ``park``, whenever the stream has nothing to
+    do and nothing is due, the loop offers it to be held without this greenlet and, if it was
+    taken, returns (:class:`Parking`).
     """
     epoch = plan.check.epoch
-    deadline, why = stream_deadline(plan.max_age_s, plan.expires_at)
+    deadline, why = ends
     writer = sub.writer if isinstance(sub.writer, DirectWriter) else None
     if writer is not None:
         writer.last_seq = last_seq
-    wrote_at = time.monotonic()  # this greenlet's last write
+    if wrote_at is None:
+        wrote_at = time.monotonic()  # this loop's last write
     while True:
         now = time.monotonic()
         timeout = max(0.0, _heartbeat_due(wrote_at, writer, plan) - now)
@@ -166,6 +184,10 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
             timeout = max(0.0, min(timeout, deadline - now))
         if writer is not None:
             writer.park()
+            if park is not None and timeout > 0 and writer.parked and _idle(sub):
+                writer.last_write = max(writer.last_write, wrote_at)
+                if park():
+                    return
         sub.wait(timeout)
         if writer is not None:
             writer.hold()  # finishes a partial direct write before anything else goes out
@@ -191,6 +213,83 @@ def live(sub: Subscription, plan: StreamPlan, last_seq: int) -> Iterator[bytes]:
             wrote_at = time.monotonic()
 
 
+def _idle(sub: Subscription) -> bool:
+    """Nothing queued and not closed: nothing to do until something comes."""
+    return not sub.queue and sub.closed_reason is None
+
+
+class Parking(Protocol):
+    """Where an idle stream can wait without a greenlet of its own (:mod:`realtime.fanout.idle`
+    is one): :meth:`adopt` answers whether it took the stream, whose ``live()`` loop then
+    returns."""
+
+    def adopt(self, stream: LiveStream) -> bool: ...
+
+
+class LiveStream:
+    """One stream past its start: what its ``live()`` loop needs, wherever it runs, and
+    everything it holds, given back by :meth:`release`."""
+
+    __slots__ = ("_hub", "cut", "ends", "held", "plan", "sub")
+
+    def __init__(
+        self,
+        hub: Hub,
+        sub: Subscription,
+        plan: StreamPlan,
+        ends: tuple[float | None, str],
+        cut: OverflowCut,
+    ) -> None:
+        self._hub = hub
+        self.sub = sub
+        self.plan = plan
+        self.ends = ends  # when (monotonic) and why it must end: stream_deadline
+        self.cut = cut
+        #: Whether the worker holds the stream (:class:`Parking`): the end of its request at
+        #: the server is then not the end of the stream.
+        self.held = False
+
+    @property
+    def writer(self) -> DirectWriter | None:
+        writer = self.sub.writer
+        return writer if isinstance(writer, DirectWriter) else None
+
+    def loop(self, park: Callable[[], bool] | None, *, resumed: bool = False) -> Iterator[bytes]:
+        """The stream's ``live()`` loop, from the head of its start, or (``resumed``, after the
+        worker held it) from its writer's cursor and last write."""
+        writer = self.writer
+        if resumed and writer is not None:
+            return live(
+                self.sub,
+                self.plan,
+                writer.last_seq,
+                self.ends,
+                wrote_at=writer.last_write,
+                park=park,
+            )
+        return live(self.sub, self.plan, self.plan.check.head, self.ends, park=park)
+
+    def due(self) -> float:
+        """When (monotonic) the stream next needs its own attention: a heartbeat, or its end."""
+        writer = self.writer
+        due = (writer.last_write if writer is not None else 0.0) + self.plan.heartbeat_s
+        deadline = self.ends[0]
+        return due if deadline is None else min(due, deadline)
+
+    def server_done(self) -> None:
+        """The server is done with the stream's request: the stream's end, unless the worker
+        holds it now."""
+        if not self.held:
+            self.release()
+
+    def release(self) -> None:
+        """Give back what the stream holds; idempotent (every way a stream ends calls it)."""
+        if self.sub.writer is not None:
+            self.sub.writer.close()
+        self._hub.unsubscribe(self.sub)
+        self.cut.disarm()
+
+
 def open_stream(
     hub: Hub,
     broker: Storage,
@@ -203,6 +302,7 @@ def open_stream(
     who: str | None,
     address: str,
     environ: dict[str, Any],
+    parking: Parking | None = None,
 ) -> StreamBody:
     """One client's stream on ``topics``, from ``last_id``: the WSGI body to answer with.
 
@@ -210,9 +310,10 @@ def open_stream(
     recent events when it can tell (:meth:`~realtime.fanout.hub.Hub.resume_from_memory`),
     else the storage; under gunicorn
     the reader may write live events straight to this request's socket while the stream waits
-    (:mod:`realtime.fanout.directwrite`), and a client that stops reading is cut
-    (:mod:`realtime.fanout.slowclient`). Refusals (limits, Redis down) raise before anything
-    is held.
+    (:mod:`realtime.fanout.directwrite`), a client that stops reading is cut
+    (:mod:`realtime.fanout.slowclient`), and with ``parking`` the stream, once idle, leaves its
+    greenlet for the worker to hold. Refusals (limits, Redis down) raise before anything is
+    held.
     """
     sub = hub.subscribe(topics, who=who, address=address)
     recent: list[StoredEvent] | None = None
@@ -238,32 +339,32 @@ def open_stream(
         max_age_s=settings.max_connection_age_s,
         envelope=envelope,
         expires_at=expires_at,
-        recent=recent,
     )
-    disarm = cut_on_overflow(sub, server_socket(environ), settings.overflow_grace_s)
-    sub.writer = DirectWriter.for_environ(environ, envelope=envelope, wake=sub.wakeup.set)
-
-    def release() -> None:  # idempotent: the body's end and the server's close both call it
-        if sub.writer is not None:
-            sub.writer.close()
-        hub.unsubscribe(sub)
-        disarm()
-
-    return StreamBody(event_stream(broker, sub, plan, release), release)
+    cut = cut_on_overflow(sub, server_socket(environ), settings.overflow_grace_s)
+    sub.writer = DirectWriter.for_environ(environ, envelope=envelope, wake=sub.wake)
+    stream = LiveStream(hub, sub, plan, stream_deadline(plan.max_age_s, plan.expires_at), cut)
+    park = None
+    if parking is not None and sub.writer is not None:
+        park = partial(parking.adopt, stream)
+    return StreamBody(event_stream(broker, stream, recent, park), stream.server_done)
 
 
 def event_stream(
-    broker: Storage, sub: Subscription, plan: StreamPlan, release: Callable[[], None]
+    broker: Storage,
+    stream: LiveStream,
+    recent: Sequence[StoredEvent] | None = None,
+    park: Callable[[], bool] | None = None,
 ) -> Iterator[bytes]:
-    """The whole response body; ``release`` runs however the stream ends."""
+    """The whole response body; the stream is released however it ends (unless the worker
+    holds it: then its own end releases it)."""
     try:
-        yield preamble(plan)
+        yield preamble(stream.plan)
         # Replay covered everything up to the head, even on topics that had nothing to send.
         yield from ending_on_storage_failure(
-            chain(replay(broker, plan), live(sub, plan, plan.check.head))
+            chain(replay(broker, stream.plan, recent), stream.loop(park))
         )
     finally:
-        release()
+        stream.server_done()
 
 
 def ending_on_storage_failure(parts: Iterator[bytes]) -> Iterator[bytes]:

@@ -216,7 +216,7 @@ def open_subscription(
         settings.heartbeat_s,
         stream_deadline(settings.max_connection_age_s, reader.grant.expires_at)[0],
     )
-    disarm = cut_on_overflow(sub, server_socket(environ), settings.overflow_grace_s)
+    disarm = cut_on_overflow(sub, server_socket(environ), settings.overflow_grace_s).disarm
     ended = False
 
     def release() -> None:  # idempotent: the body's end and the server's close both call it

@@ -34,6 +34,12 @@ CONNECTIONS = Gauge(
     ["transport"],
     multiprocess_mode="livesum",
 )
+STREAMS_HELD = Gauge(
+    "realtime_streams_held",
+    "Open SSE streams the worker holds without a greenlet of their own (idle between writes; "
+    "included in realtime_connections_open).",
+    multiprocess_mode="livesum",
+)
 PUBLISHED = Counter("realtime_events_published", "Events stored (retried duplicates excluded).")
 DELIVERED = Counter("realtime_events_delivered", "Live events written to clients.", ["transport"])
 WRITTEN_DIRECT = Counter(

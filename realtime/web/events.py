@@ -105,5 +105,6 @@ def events() -> Response:
             who=grant.subject if grant is not None else None,
             address=client_address(),
             environ=request.environ,
+            parking=state.idle,
         )
     )

@@ -16,6 +16,7 @@ from flask import Request
 from realtime.core.auth import Access, TokenVerifier
 from realtime.core.config import Settings
 from realtime.fanout.hub import Hub
+from realtime.fanout.idle import IdleStreams
 from realtime.publisher import Publisher
 from realtime.storage.broker import Broker
 from realtime.storage.redis_server import RedisServer
@@ -53,6 +54,8 @@ class RealtimeState:
     #: lean path (:mod:`realtime.web.lean`) is open only while both still hold.
     wsgi_app: Any = None
     plain_wsgi: bool = False
+    #: Where the app's idle SSE streams wait without greenlets (one per worker process).
+    idle: IdleStreams = field(default_factory=IdleStreams)
 
 
 def state(app: Any) -> RealtimeState:

@@ -264,7 +264,7 @@ class WebSocketSession:
         sub = self.sub
         disarm = cut_on_overflow(
             sub, self.environ.get("realtime.raw_socket"), self.settings.overflow_grace_s
-        )
+        ).disarm
         self._send_now(
             encode(
                 "welcome",

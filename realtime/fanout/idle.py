@@ -149,19 +149,28 @@ class IdleStreams:
 
         gevent's compiled greenlets do not expose their links, and gunicorn keeps its pools in
         the locals of its worker's ``run``: the first stream of each pool finds it among the
-        referrers of its greenlet (one scan of the heap, once per pool and worker); the others
-        by a set lookup.
+        referrers of its greenlet (one scan of the heap, once per pool and worker, a few
+        milliseconds); the others by a set lookup.
         """
         current = gevent.getcurrent()
         for pool in self._pools:
             if current in pool.greenlets:
                 return pool
-        for holder in gc.get_referrers(current):
-            if isinstance(holder, set):
-                for owner in gc.get_referrers(holder):
-                    if isinstance(owner, Pool) and owner.greenlets is holder:
-                        self._pools.append(owner)
-                        return owner
+        # The scan does not see frozen objects (ops/gcpolicy.py freezes survivors every
+        # second): they are thawed for it, and frozen again (what the policy does anyway).
+        frozen = gc.get_freeze_count()
+        if frozen:
+            gc.unfreeze()
+        try:
+            for holder in gc.get_referrers(current):
+                if isinstance(holder, set):
+                    for owner in gc.get_referrers(holder):
+                        if isinstance(owner, Pool) and owner.greenlets is holder:
+                            self._pools.append(owner)
+                            return owner
+        finally:
+            if frozen:
+                gc.freeze()
         return None
 
     # -- the timer ------------------------------------------------------------------------------

@@ -159,3 +159,15 @@ def test_a_client_gone_while_held_is_forgotten_at_its_next_heartbeat(
         5,
         "its subscription released",
     )
+
+
+def test_streams_opened_long_after_the_worker_started_are_held_too(
+    gunicorn_factory: Callable[..., Gunicorn], redis_url: str, opened: list[SocketStream]
+) -> None:
+    """Regression: the worker's pool of handlers was found by a scan that cannot see objects
+    the garbage-collector policy froze (every second), so a worker whose first stream came
+    after that held none."""
+    server = gunicorn_factory(redis_url, workers=1)
+    time.sleep(2.5)  # the policy froze the worker's pool meanwhile
+    open_streams(opened, server, "late", 3)
+    wait_for(lambda: metric(server, "realtime_streams_held") == 3, 5, "3 held streams")

@@ -60,7 +60,28 @@ def expose_server_response(wsgi_app: WsgiApp) -> WsgiApp:
     return app
 
 
+class OwnResponse:
+    """A response realtime's worker writes itself (:mod:`realtime.worker`, its lean path):
+    the part of gunicorn's response a stream uses, with the same framing (HTTP/1.1 chunks), on
+    a plain TCP socket whose headers are already out."""
+
+    __slots__ = ("chunked", "must_close", "sent", "sock")
+
+    headers_sent = True
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self.sent = 0
+        self.chunked = True
+        self.must_close = False
+
+    def force_close(self) -> None:
+        self.must_close = True
+
+
 def _plain_gunicorn_response(response: Any) -> bool:
+    if type(response) is OwnResponse:
+        return True
     try:
         from gunicorn.http.wsgi import Response
     except ImportError:  # pragma: no cover - gunicorn is a dependency

@@ -263,7 +263,7 @@ class Hub:
         self._subscriptions.add(sub)
         if address:
             self._per_address[address] = self._per_address.get(address, 0) + 1
-        metrics.CONNECTIONS.labels(transport).inc()
+        metrics.open_connections(transport).inc()
         self.add_topics(sub, topics)
         return sub
 
@@ -301,7 +301,7 @@ class Hub:
                 self._per_address[sub.address] = left
             else:
                 self._per_address.pop(sub.address, None)
-        metrics.CONNECTIONS.labels(sub.transport).dec()
+        metrics.open_connections(sub.transport).dec()
         if sub.closed_reason == OVERFLOW:
             metrics.OVERFLOWS.labels(sub.transport).inc()
         self.remove_topics(sub, list(sub.topics))

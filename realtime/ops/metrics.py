@@ -14,6 +14,7 @@ event), and once per event for what the reader writes straight to waiting stream
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -85,6 +86,18 @@ DELIVERY_LAG = Histogram(
     ["transport"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+
+_OPEN_CONNECTIONS: dict[str, Any] = {}
+
+
+def open_connections(transport: str) -> Any:
+    """The open-connections gauge of ``transport``, resolved once per transport: every stream's
+    start and end touch it (``labels`` takes a lock and builds a key each time)."""
+    gauge = _OPEN_CONNECTIONS.get(transport)
+    if gauge is None:
+        gauge = _OPEN_CONNECTIONS[transport] = CONNECTIONS.labels(transport)
+    return gauge
+
 
 STARTS_FROM_MEMORY = STREAM_STARTS.labels("memory")  # resolved once: a storm looks them up
 STARTS_FROM_STORAGE = STREAM_STARTS.labels("storage")  # a thousand times a second

@@ -2,23 +2,29 @@
 
 The view resolves the request (topics, grant, last id) and hands them to
 :func:`realtime.fanout.stream.open_stream`, which holds the seam argument of DESIGN.md and
-gives back everything the stream took when it ends.
+gives back everything the stream took when it ends. The decisions take plain values
+(:func:`stream_topics`, :func:`last_event_id`, :func:`wants_envelope`, :func:`start_stream`),
+so the lean path of realtime's worker (:mod:`realtime.web.lean`) opens a stream exactly as
+this view does.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 from flask import Response, request
 
 from realtime.core.access import authorize_subscribe
+from realtime.core.auth import Grant
 from realtime.core.errors import BadRequest
 from realtime.core.sse import encode_control, encode_retry
 from realtime.core.topics import check_topic_count, distinct, validate_topic
 from realtime.fanout.stream import StreamBody, open_stream
 from realtime.web.blueprint import blueprint
 from realtime.web.request import client_address, request_grant, rt
+from realtime.web.state import RealtimeState
 
 MAX_LAST_EVENT_ID = 256
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
@@ -28,21 +34,21 @@ SSE_HEADERS = {
 }
 
 
-def requested_topics() -> tuple[str, ...]:
-    raw = request.args.getlist("topic")
+def stream_topics(raw: list[str], max_topics: int) -> tuple[str, ...]:
+    """The ``topic`` parameters, validated, each once, in their order."""
     if not raw:
         raise BadRequest("Name at least one topic: /events?topic=NAME.", code="missing_topic")
     topics = distinct([validate_topic(t) for t in raw])
-    check_topic_count(len(topics), rt().settings.max_topics)
+    check_topic_count(len(topics), max_topics)
     return topics
 
 
-def requested_last_id() -> str | None:
+def last_event_id(header: str | None, query: str | None) -> str | None:
     """``Last-Event-ID`` wins over ``?lastEventId=``: a browser's automatic reconnect keeps the
     original URL but sends its newest id in the header."""
-    value = request.headers.get("Last-Event-ID")
+    value = header
     if value is None or not value.strip():
-        value = request.args.get("lastEventId")
+        value = query
     if value is None or not value.strip():
         return None
     if len(value) > MAX_LAST_EVENT_ID:
@@ -51,6 +57,44 @@ def requested_last_id() -> str | None:
             code="invalid_last_event_id",
         )
     return value
+
+
+def wants_envelope(value: str) -> bool:
+    """``?envelope=1``: each event's data is a JSON object carrying its topic, type and id."""
+    return value in ("1", "true", "json")
+
+
+def start_stream(
+    state: RealtimeState,
+    *,
+    topics: list[str],
+    grant_of: Callable[[], Grant | None],
+    last_id_header: str | None,
+    last_id_query: str | None,
+    envelope: str,
+    address: str,
+    environ: dict[str, Any],
+) -> StreamBody:
+    """Decide and open one stream request, the refusals in the API's order: the topics (400),
+    the caller (``grant_of``, 401), its right to them (403), the last id (400), the limits
+    (429, 503). The stream ends when the token expires."""
+    stream_of = stream_topics(topics, state.settings.max_topics)
+    grant = grant_of()
+    authorize_subscribe(stream_of, grant, state.settings.public_topics)
+    last_id = last_event_id(last_id_header, last_id_query)
+    return open_stream(
+        state.hub,
+        state.broker,
+        state.settings,
+        stream_of,
+        last_id,
+        envelope=wants_envelope(envelope),
+        expires_at=grant.expires_at if grant is not None else None,
+        who=grant.subject if grant is not None else None,
+        address=address,
+        environ=environ,
+        parking=state.idle,
+    )
 
 
 def sse_response(body: Any) -> Response:
@@ -86,25 +130,15 @@ def events() -> Response:
         return sse_response(b"")
     if state.hub.draining:
         return draining_stream()
-    topics = requested_topics()
-    grant = request_grant()
-    authorize_subscribe(topics, grant, state.settings.public_topics)
-    last_id = requested_last_id()
-    # ?envelope=1: each event's data is a JSON object carrying its topic, type and id too.
-    envelope = request.args.get("envelope", "") in ("1", "true", "json")
-
     return sse_response(
-        open_stream(
-            state.hub,
-            state.broker,
-            state.settings,
-            topics,
-            last_id,
-            envelope=envelope,
-            expires_at=grant.expires_at if grant is not None else None,
-            who=grant.subject if grant is not None else None,
+        start_stream(
+            state,
+            topics=request.args.getlist("topic"),
+            grant_of=request_grant,
+            last_id_header=request.headers.get("Last-Event-ID"),
+            last_id_query=request.args.get("lastEventId"),
+            envelope=request.args.get("envelope", ""),
             address=client_address(),
             environ=request.environ,
-            parking=state.idle,
         )
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SECRET, Gunicorn, make_token
 from raw_http import Answer, exchange
+from sse_client import SocketStream
 
 from realtime.core.auth import mint_token
 
@@ -266,3 +267,106 @@ def test_a_host_apps_own_hook_still_runs_for_every_publish(
         )
         assert answer.status == 201
         assert answer.headers["x-seen-by-host"] == "yes"
+
+
+# -- streams ------------------------------------------------------------------------------------
+
+HEAD_ID = re.compile(rb"id: [0-9a-z]{1,32}-[0-9]+")
+
+
+def stream_bytes(port: int, query: str, extra: str = "") -> bytes:
+    return (
+        f"GET /events?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Accept: text/event-stream\r\n{extra}\r\n"
+    ).encode()
+
+
+def stream_answer(port: int, raw: bytes, wait_s: float = 0.3) -> tuple[int, list[str], bytes]:
+    """The status, the header lines (not the date) and what came of the body within
+    ``wait_s`` (ids normalised): a stream's start, or a refusal."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(raw)
+        data = b""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    kept = [line for line in lines if not line.lower().startswith(("date:", "content-length:"))]
+    body = ID.sub(b'"ID"', HEAD_ID.sub(b"id: ID", body))
+    return int(status_line.split()[1]), kept, re.sub(rb"\r\n[0-9a-f]+\r\n", b"|", body)
+
+
+def test_every_stream_request_is_answered_alike_by_the_lean_path_and_by_flask(
+    servers: tuple[Gunicorn, Gunicorn],
+) -> None:
+    lean, stock = servers
+    token = make_token(subject="streams")
+    narrow = make_token(subject="narrow", subscribe=("only:*",))
+    bearer = f"Authorization: Bearer {token}\r\n"
+    cases = [
+        ("fresh", "topic=s", bearer),
+        ("two topics, envelope", "topic=s&topic=t&envelope=1", bearer),
+        ("query token", f"topic=s&access_token={token}", ""),
+        ("unknown last id", "topic=s", bearer + "Last-Event-ID: nope-1\r\n"),
+        ("last id by query", "topic=s&lastEventId=zz-3", bearer),
+        ("no topic", "x=1", bearer),
+        ("bad topic", "topic=a%20b", bearer),
+        ("too long last id", "topic=s", bearer + f"Last-Event-ID: {'x' * 300}\r\n"),
+        ("no token", "topic=s", ""),
+        ("bad token", "topic=s&access_token=nope", ""),
+        ("bad scheme", "topic=s", "Authorization: Basic eDp5\r\n"),
+        ("forbidden topic", "topic=s", f"Authorization: Bearer {narrow}\r\n"),
+        (
+            "forbidden before bad last id",
+            "topic=s",
+            f"Authorization: Bearer {narrow}\r\nLast-Event-ID: {'x' * 300}\r\n",
+        ),
+    ]
+    for name, query, extra in cases:
+        mine = stream_answer(lean.port, stream_bytes(lean.port, query, extra))
+        theirs = stream_answer(stock.port, stream_bytes(stock.port, query, extra))
+        assert mine == theirs, name
+    assert lean.log().count("GET /events\n") == 0  # none went through gunicorn's handling
+    assert stock.log().count("GET /events\n") == len(cases)
+
+
+def test_a_stream_resumed_on_the_lean_path_gets_exactly_what_it_missed(
+    servers: tuple[Gunicorn, Gunicorn],
+) -> None:
+    lean, _ = servers
+    token = f"Bearer {make_token(subject='resumer')}"
+    follower = SocketStream(lean.port, "/events?topic=resume", {"Authorization": token})
+    try:
+        follower.read_events(time.monotonic() + 5)  # the worker's reader runs from here on
+        bodies = [json.dumps({"topic": "resume", "data": f"n{n}"}).encode() for n in range(4)]
+        ids = [
+            exchange(lean.port, publish_bytes(lean.port, body, token=token)).json()["id"]
+            for body in bodies
+        ]
+        got: list[str] = []
+        deadline = time.monotonic() + 5
+        while len(got) < 4 and time.monotonic() < deadline:
+            got += [e.last_event_id for e in follower.read_events(deadline)]
+        assert got == ids
+    finally:
+        follower.close()
+    stream = SocketStream(
+        lean.port, "/events?topic=resume", {"Authorization": token, "Last-Event-ID": ids[1]}
+    )
+    try:
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += [e.last_event_id for e in stream.read_events(deadline)]
+        assert got == ids[2:]
+    finally:
+        stream.close()
+    assert lean.log().count("GET /events\n") == 0

@@ -11,7 +11,7 @@ from flask import Flask, jsonify, request_started
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from realtime.extension import Realtime
-from realtime.web.lean import LeanPublish, LeanRequest, ids_json
+from realtime.web.lean import LeanDoors, LeanRequest, forwarded_for, ids_json, query_args
 from realtime.worker import parse_head, wants_close
 
 TOKEN = make_token()
@@ -67,6 +67,8 @@ def test_a_plain_head_is_read_with_lowercase_names_and_values_as_sent() -> None:
         head("Host: h", "Idempotency-Key: a\x7fb"),
         head("Host: h", "X: a\nb"),
         head("Host: h", *(f"X-{n}: x" for n in range(100))),
+        head("Host: h", f"X-Pad: {'h' * 8190}"),
+        head("Host: h", request_line=f"GET /events?pad={'a' * 4094} HTTP/1.1"),
     ],
     ids=[
         "http/1.0",
@@ -81,6 +83,8 @@ def test_a_plain_head_is_read_with_lowercase_names_and_values_as_sent() -> None:
         "control character",
         "bare LF",
         "101 fields",
+        "a field over 8,190",
+        "a line over 4,094",
     ],
 )
 def test_anything_but_the_plainest_head_is_left_to_gunicorn(raw: bytes) -> None:
@@ -97,14 +101,14 @@ def test_connection_close_is_read_as_gunicorn_reads_it() -> None:
 
 
 @pytest.fixture
-def door(app: Any) -> LeanPublish:
-    found = LeanPublish.of(app)
+def door(app: Any) -> LeanDoors:
+    found = LeanDoors.of(app)
     assert found is not None
     return found
 
 
-def test_the_service_takes_a_plain_publish(door: LeanPublish) -> None:
-    assert door.takes(lean_request())
+def test_the_service_takes_a_plain_publish(door: LeanDoors) -> None:
+    assert door.takes_publish(lean_request())
 
 
 @pytest.mark.parametrize(
@@ -125,28 +129,28 @@ def test_the_service_takes_a_plain_publish(door: LeanPublish) -> None:
     ids=lambda change: ",".join(f"{k}={v or 'absent'}" for k, v in change.items()),
 )
 def test_a_request_the_view_treats_otherwise_takes_the_flask_path(
-    door: LeanPublish, change: dict[str, str]
+    door: LeanDoors, change: dict[str, str]
 ) -> None:
-    assert not door.takes(lean_request(**change))
+    assert not door.takes_publish(lean_request(**change))
 
 
-def test_a_charset_in_the_content_type_is_still_json(door: LeanPublish) -> None:
-    assert door.takes(lean_request(content_type="Application/JSON; charset=utf-8"))
+def test_a_charset_in_the_content_type_is_still_json(door: LeanDoors) -> None:
+    assert door.takes_publish(lean_request(content_type="Application/JSON; charset=utf-8"))
 
 
 @pytest.mark.parametrize(
     ("method", "target"), [("GET", "/publish"), ("POST", "/publish?x=1"), ("POST", "/events")]
 )
 def test_other_routes_methods_and_queries_take_the_flask_path(
-    door: LeanPublish, method: str, target: str
+    door: LeanDoors, method: str, target: str
 ) -> None:
     request = lean_request()
     request.method, request.target = method, target
-    assert not door.takes(request)
+    assert not door.takes_publish(request)
 
 
-def fresh_door(app: Flask) -> LeanPublish:
-    found = LeanPublish.of(app)
+def fresh_door(app: Flask) -> LeanDoors:
+    found = LeanDoors.of(app)
     assert found is not None
     return found
 
@@ -218,8 +222,8 @@ def test_an_app_whose_own_hooks_or_middleware_came_first_is_never_lean(
 
 
 def test_an_app_without_realtime_has_no_door() -> None:
-    assert LeanPublish.of(Flask("bare")) is None
-    assert LeanPublish.of(object()) is None
+    assert LeanDoors.of(Flask("bare")) is None
+    assert LeanDoors.of(object()) is None
 
 
 # -- its bytes ----------------------------------------------------------------------------------
@@ -242,7 +246,7 @@ def test_the_ids_are_written_byte_for_byte_as_jsonify_writes_them(
     assert ids_json(ids, batch) == expected.get_data()
 
 
-def test_a_refusal_is_written_as_the_json_error_contract(door: LeanPublish, app: Any) -> None:
+def test_a_refusal_is_written_as_the_json_error_contract(door: LeanDoors, app: Any) -> None:
     from realtime.core.errors import TooManyRequests
     from realtime.web.responses import error_response
 
@@ -253,3 +257,81 @@ def test_a_refusal_is_written_as_the_json_error_contract(door: LeanPublish, app:
     assert answer.body == flask_answer.get_data()
     assert answer.status_line == flask_answer.status
     assert answer.headers == list(flask_answer.headers.items())
+
+
+@pytest.mark.parametrize("hops", [0, 1, 2, 3])
+@pytest.mark.parametrize(
+    "header", [None, "", "10.0.0.1", "10.0.0.1, 10.0.0.2", " 1.1.1.1 ,2.2.2.2 , 3.3.3.3"]
+)
+def test_the_client_address_behind_proxies_is_the_one_proxyfix_gives(
+    hops: int, header: str | None
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen["remote_addr"] = environ["REMOTE_ADDR"]
+        return []
+
+    environ: dict[str, Any] = {"REMOTE_ADDR": "127.0.0.9"}
+    if header is not None:
+        environ["HTTP_X_FORWARDED_FOR"] = header
+    front: Any = ProxyFix(app, x_for=hops) if hops else app  # x_for=0 trusts no hop
+    front(environ, None)
+    assert forwarded_for("127.0.0.9", header, hops) == seen["remote_addr"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["topic=a&topic=b&x=", "topic=%E2%82%AC&topic=%ff", "a=1&a=2&a", "", "topic=a+b;c=d"],
+)
+def test_the_query_is_parsed_as_flasks_request_args(app: Any, query: str) -> None:
+    with app.test_request_context(f"/events?{query}"):
+        from flask import request
+
+        expected = {name: request.args.getlist(name) for name in request.args}
+    assert query_args(f"/events?{query}") == expected
+
+
+def stream_request(target: str = "/events?topic=a", **headers: str) -> LeanRequest:
+    lines = [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    request = parse_head(head("Host: h", *lines, request_line=f"GET {target} HTTP/1.1"))
+    assert request is not None
+    return request
+
+
+@pytest.mark.parametrize(
+    ("request_", "taken"),
+    [
+        (stream_request(Authorization=f"Bearer {TOKEN}"), True),
+        (stream_request(f"/events?topic=a&access_token={TOKEN}"), True),
+        (stream_request(), True),  # public topics or a 401: the view's answer either way
+        (stream_request(Cookie="realtime_token=x"), False),
+        (stream_request(Authorization=""), False),
+        (stream_request(Content_Length="0"), False),
+        (stream_request("/events/?topic=a"), False),
+        (stream_request("/publish?topic=a"), False),
+    ],
+    ids=["header", "query", "no token", "cookie", "empty header", "a body", "slash", "publish"],
+)
+def test_which_streams_the_lean_path_opens(
+    door: LeanDoors, request_: LeanRequest, taken: bool
+) -> None:
+    assert door.takes_stream(request_) is taken
+
+
+def test_without_a_token_an_app_with_an_authorize_hook_decides_on_the_flask_path(
+    app: Any, door: LeanDoors
+) -> None:
+    from realtime.web.state import state
+
+    state(app).hooks.authorize = lambda request: None
+    assert not door.takes_stream(stream_request())
+    assert door.takes_stream(stream_request(f"/events?topic=a&access_token={TOKEN}"))
+    assert door.takes_stream(stream_request(Authorization=f"Bearer {TOKEN}"))
+
+
+def test_a_draining_worker_answers_streams_on_the_flask_path(app: Any, door: LeanDoors) -> None:
+    from realtime.web.state import state
+
+    state(app).hub.draining = True
+    assert not door.takes_stream(stream_request(Authorization=f"Bearer {TOKEN}"))

@@ -202,7 +202,7 @@ class Realtime:
             broker,
             hub,
             verifier,
-            Publisher.over(broker, settings),
+            Publisher.over(broker, settings, stored=hub.offer_published),
             embedded,
             self.hooks,
             prefix,

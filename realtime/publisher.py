@@ -22,7 +22,7 @@ use :mod:`threading` primitives, and both make new connections after a fork.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -36,7 +36,7 @@ from realtime.core.errors import (
     RateLimited,
     redis_unavailable,
 )
-from realtime.core.events import Draft, Published
+from realtime.core.events import Draft, Published, StoredEvent
 from realtime.core.publishing import draft, drafts_of_batch, validate_idempotency_key
 from realtime.ops import metrics
 from realtime.storage.broker import Broker
@@ -92,14 +92,24 @@ class Publisher:
         self._settings = settings
         self._broker = Broker.from_settings(url, settings)
         self._owns_broker = True
+        self._stored: Callable[[list[StoredEvent]], None] | None = None
 
     @classmethod
-    def over(cls, broker: Broker, settings: Settings) -> Publisher:
-        """A publisher on a server's own storage (the extension's), which it does not close."""
+    def over(
+        cls,
+        broker: Broker,
+        settings: Settings,
+        stored: Callable[[list[StoredEvent]], None] | None = None,
+    ) -> Publisher:
+        """A publisher on a server's own storage (the extension's), which it does not close.
+
+        ``stored`` is told every publish's events once they are stored (the server's hub,
+        which may deliver them at once rather than when its reader reads them back)."""
         publisher = cls.__new__(cls)
         publisher._settings = settings
         publisher._broker = broker
         publisher._owns_broker = False
+        publisher._stored = stored
         return publisher
 
     @property
@@ -173,7 +183,7 @@ class Publisher:
         :class:`~realtime.core.errors.BrokerError`, for the door to answer."""
         settings = self._settings
         try:
-            return self._broker.publish(
+            published = self._broker.publish(
                 drafts,
                 idempotency=f"{scope}\n{idempotency_key}" if idempotency_key else None,
                 rate_scope=scope if limited else None,
@@ -190,6 +200,9 @@ class Publisher:
                 "This idempotency key was already used for a different request.",
                 code="idempotency_key_reused",
             ) from None
+        if self._stored is not None and not published.duplicate:
+            self._stored(published.events(drafts))
+        return published
 
     def _publish_public(
         self, drafts: list[Draft], idempotency_key: str | None, publisher: str | None

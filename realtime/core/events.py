@@ -185,6 +185,25 @@ class Published:
     epoch: str
     seqs: tuple[int, ...]
     duplicate: bool = False
+    #: The publish time the storage gave the events (ms since the epoch; 0 for a duplicate).
+    published_ms: int = 0
+
+    def events(self, drafts: list[Draft]) -> list[StoredEvent]:
+        """The stored events, as a reader of the live feed would see them (not for a
+        duplicate, whose ids are another publish's)."""
+        return [
+            StoredEvent(
+                epoch=self.epoch,
+                seq=seq,
+                topic=d.topic,
+                type=d.type,
+                data=d.data,
+                published_ms=self.published_ms,
+                attrs=d.attrs,
+                alias=d.alias,
+            )
+            for seq, d in zip(self.seqs, drafts, strict=True)
+        ]
 
     @property
     def ids(self) -> list[str]:

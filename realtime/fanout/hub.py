@@ -10,6 +10,10 @@ Continuity: the reader expects firehose seqs to be contiguous and of one epoch. 
 know what its subscribers missed, so it closes them all with reason ``resync``: they reconnect
 with their ``Last-Event-ID`` and the replay path, which can tell exactly, takes over.
 
+Events this worker published itself need not wait for the reader: when the storage answers a
+publish whose first seq is the next one the hub expects, :meth:`Hub.offer_published` dispatches
+them at once (the same continuity rule; the reader then skips them when it reads them back).
+
 Deliberately not here: SSE or WebSocket framing (the stream modules), HTTP errors, Redis commands.
 """
 
@@ -24,6 +28,7 @@ from typing import Protocol
 
 import gevent
 import gevent.event
+import gevent.monkey
 from gevent import Greenlet
 
 from realtime.core.errors import BrokerError, TooManyRequests, Unavailable
@@ -35,6 +40,9 @@ from realtime.ops import metrics
 from realtime.storage.interface import Feed, ReplayCheck, Storage
 
 log = logging.getLogger(__name__)
+
+#: The OS thread's own id (not the greenlet's, which gevent's patching gives threading).
+_os_thread_id = gevent.monkey.get_original("_thread", "get_ident")
 
 OVERFLOW = "overflow"
 RESYNC = "resync"
@@ -182,6 +190,7 @@ class Hub:
         self._stopping = False
         self.epoch: str | None = None
         self.position = 0
+        self._thread: int | None = None  # the OS thread of this hub's gevent loop
         self.ready = False
         self.draining = False
         self.reconnects = 0
@@ -193,6 +202,7 @@ class Hub:
         if self._greenlet is None or self._greenlet.dead:
             # Spawned before any I/O, so concurrent first requests start one reader, not many.
             self._stopping = False
+            self._thread = _os_thread_id()
             self._greenlet = gevent.spawn(self._run)
             if self.presence is not None:
                 self.presence.start()
@@ -410,15 +420,34 @@ class Hub:
             self._resync(f"epoch changed from {self.epoch} to {epoch}")
             self.epoch, self.position = epoch, head
 
-    def _dispatch(self, events: list[StoredEvent], reader: Feed) -> None:
-        """Check continuity, then hand this read's events to the subscriptions of their topics
-        and keep them all in :attr:`recent`."""
+    def offer_published(self, events: list[StoredEvent]) -> None:
+        """Events this worker's own publish just stored: dispatched now if they are exactly the
+        next ones (same epoch, first seq the next), else left to the reader. Only from this
+        hub's own thread (a publish from another OS thread leaves them to the reader too)."""
+        if (
+            not events
+            or self._greenlet is None
+            or not self.ready
+            or events[0].epoch != self.epoch
+            or events[0].seq != self.position + 1
+            or _os_thread_id() != self._thread
+        ):
+            return
+        self._dispatch(events, None)
+
+    def _dispatch(self, events: list[StoredEvent], reader: Feed | None) -> None:
+        """Check continuity, then hand these events to the subscriptions of their topics and
+        keep them all in :attr:`recent`. A read's events at or below the position were
+        dispatched already (:meth:`offer_published`): skipped."""
         batch: list[StoredEvent] = []
         held: list[StoredEvent] = []
         for event in events:
+            if event.epoch == self.epoch and event.seq <= self.position:
+                continue
             if event.epoch != self.epoch:
                 self._resync(f"firehose carries epoch {event.epoch}, expected {self.epoch}")
-                self.epoch, self.position = reader.position()
+                if reader is not None:  # (offered events are of the hub's epoch)
+                    self.epoch, self.position = reader.position()
                 held.clear()  # of the old epoch: the window starts again in the new one
                 break
             if event.seq != self.position + 1:

@@ -251,9 +251,11 @@ class Broker:
         for d in drafts:
             keys += [topic_key(d.topic), marker_key(d.topic)]
         ttl_ms = r.ttl_s * 1000
+        if now_ms is None:
+            now_ms = int(time.time() * 1000)
         args: list[str | int] = [
             self.high_water.spec(),
-            now_ms if now_ms is not None else int(time.time() * 1000),
+            now_ms,
             r.maxlen,
             r.ttl_s * 1000,
             r.firehose_maxlen,
@@ -284,7 +286,7 @@ class Broker:
         first_seq = int(text(result[2]))
         self.high_water.observe(epoch, first_seq + len(drafts) - 1)
         metrics.PUBLISHED.inc(len(drafts))
-        return Published(epoch, tuple(range(first_seq, first_seq + len(drafts))))
+        return Published(epoch, tuple(range(first_seq, first_seq + len(drafts))), False, now_ms)
 
     # -- replay -------------------------------------------------------------------------------
 

@@ -158,3 +158,37 @@ def test_connections_are_fixed_whatever_the_subscription_count(
     for sub in subs:
         assert received(sub, 3)
     assert ours() == with_one == 1 + broker.pool_size
+
+
+def test_a_publish_of_this_worker_is_delivered_at_once_and_not_again_by_the_reader(
+    hub: Hub, broker: Broker
+) -> None:
+    sub = hub.subscribe(["mine"])
+    first = publish(broker, "mine", 1)
+    assert received(sub, 1) == first  # the reader is caught up: position is the head
+    drafts = [Draft("mine", "message", "local")]
+    published = broker.publish(drafts)
+    hub.offer_published(published.events(drafts))
+    assert [e.seq for e in sub.drain()] == list(published.seqs)  # before the reader read it
+    assert hub.position == published.seqs[-1]
+    later = publish(broker, "mine", 2)
+    assert received(sub, 2) == later  # the reader skipped the offered event: no duplicate
+    assert hub.resyncs == 0
+
+
+def test_events_offered_out_of_turn_or_of_another_epoch_are_left_to_the_reader(
+    hub: Hub, broker: Broker
+) -> None:
+    sub = hub.subscribe(["turn"])
+    first = publish(broker, "turn", 1)
+    assert received(sub, 1) == first
+    position = hub.position
+
+    def event(epoch: str | None, seq: int) -> StoredEvent:
+        return StoredEvent(epoch=epoch or "", seq=seq, topic="turn", type="message", data="x")
+
+    hub.offer_published([event(hub.epoch, position + 2)])  # the one before it is not here yet
+    hub.offer_published([event("another", position + 1)])
+    hub.offer_published([])
+    assert sub.drain() == []
+    assert (hub.position, hub.resyncs) == (position, 0)

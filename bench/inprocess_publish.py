@@ -8,10 +8,11 @@ publisher, or one gunicorn worker serving ``POST /publish``) runs on CPU 0; Redi
 HTTP, wrk run on CPU 1. Each side publishes single events and batches of 100, with no subscriber:
 
 - in-process, sequential: one caller, each publish waiting for its answer (a view or a task);
-- in-process, 8 at once: 8 greenlets sharing one publisher, as 8 concurrent views of a gevent
-  worker would, the same concurrency as wrk's 8 connections;
-- in-process, 8 threads: the same from plain threads (a gthread worker, no gevent patching);
-- HTTP: wrk with 8 connections against one worker, as ``bench/suite.py`` measures throughput.
+- in-process, 16 at once: 16 greenlets sharing one publisher, as 16 concurrent views of a
+  gevent worker would, the same concurrency as wrk's 16 connections
+  (``suite.WRK_CONNECTIONS``);
+- in-process, 16 threads: the same from plain threads (a gthread worker, no gevent patching);
+- HTTP: wrk with 16 connections against one worker, as ``bench/suite.py`` measures throughput.
 
 Results go to ``bench/results/inprocess_publish.json`` and a section of ``bench/README.md``
 (through ``bench/report.py``). Usage: ``python bench/inprocess_publish.py [--seconds 5]``.

@@ -309,7 +309,7 @@ ROWS = [
         targets=(("≥ 5,000/s (5, 15)", at_least(5000)),),
     ),
     Row(
-        "publish in process, `rt.publish` from 8 greenlets, single events (events/s)",
+        "publish in process, `rt.publish` from 16 greenlets, single events (events/s)",
         "throughput_single",
         inprocess(("in_process", "greenlets_single", "events_per_s")),
         unit="int",
@@ -561,25 +561,27 @@ def inprocess_section() -> str:
 
     runs = ip["in_process"]
     http = ip["http"]
+    many = runs["greenlets_single"].get("callers", 8)
+    conns = http["single"].get("connections", 8)
     return f"""{title}
 
 `bench/inprocess_publish.py`, latest run {ip["when"]} (UTC) at commit `{ip.get("commit", "?")}`.
 The publishing process (or, for HTTP, one gunicorn worker with the suite's settings) runs on
 CPU 0; its `redis-server` (and `wrk`) on CPU 1; no subscriber; ~100-byte events; batches of 100
-in one call (`publish_many`) or one request. "8 at once" is 8 greenlets (or threads) sharing one
-`Publisher`, as wrk's 8 connections share the worker. CPU 0 busy is the publishing process's
+in one call (`publish_many`) or one request. "{many} at once" is {many} greenlets (or threads)
+sharing one `Publisher`, as wrk's {conns} connections share the worker. CPU 0 busy is the publishing process's
 CPU time over the run's wall time.
 
 | publisher | events/s | calls/s | CPU 0 busy |
 | --- | --- | --- | --- |
 {row("in process, 1 caller, single events", runs["sequential_single"])}
 {row("in process, 1 caller, batches of 100", runs["sequential_batch"])}
-{row("in process, 8 greenlets, single events", runs["greenlets_single"])}
-{row("in process, 8 greenlets, batches of 100", runs["greenlets_batch"])}
-{row("in process, 8 threads (no gevent), single events", runs["threads_single"])}
-{row("in process, 8 threads (no gevent), batches of 100", runs["threads_batch"])}
-{row("HTTP `POST /publish`, wrk -c8, single events", http["single"])}
-{row("HTTP `POST /publish`, wrk -c8, batches of 100", http["batch"])}
+{row(f"in process, {many} greenlets, single events", runs["greenlets_single"])}
+{row(f"in process, {many} greenlets, batches of 100", runs["greenlets_batch"])}
+{row(f"in process, {many} threads (no gevent), single events", runs["threads_single"])}
+{row(f"in process, {many} threads (no gevent), batches of 100", runs["threads_batch"])}
+{row(f"HTTP `POST /publish`, wrk -c{conns}, single events", http["single"])}
+{row(f"HTTP `POST /publish`, wrk -c{conns}, batches of 100", http["batch"])}
 """
 
 
@@ -841,7 +843,11 @@ feature; "failed": the run broke (see `results/suite.json`).
   reconnect until the last subscriber holds every event published before it; the latency is that
   of events published after the reconnect began (does the replay stall live delivery?).
   sse-starlette and flask-sse keep no history, so they are n/a.
-- **Publish throughput**: `wrk -t1 -c8 -d{(results.get("plan") or {}).get("throughput_s", 5)}s`,
+- **A worker holding 10,000 streams** (realtime and Nchan only): publishes each on a connection
+  of its own, timed from connect to the last byte of the answer, as `bench/full_worker.py` times
+  them: 5 rounds of 50 at once to a topic nobody follows, then 50 at once to the topic of all
+  10,000 streams (each a 10,000-way fan-out), every event to reach every stream.
+- **Publish throughput**: `wrk -t1 -c16 -d{(results.get("plan") or {}).get("throughput_s", 5)}s`,
   no subscriber, ~100-byte events; batches of 100 as one JSON request. Nchan has no batch
   publish; the sse-starlette and flask-sse apps take a batch as a loop of single publishes.
 - **flask-sse** sends its response headers with its first event (gunicorn writes headers with the

@@ -56,10 +56,12 @@ RECV_BYTES = 65536
 STREAM_STATUS = "200 OK"
 #: The end of a chunked body.
 LAST_CHUNK = b"0\r\n\r\n"
-#: What gunicorn refuses in a header value (RFC 9110 5.5), and so anywhere in a lean head.
+#: What gunicorn refuses in a header value (RFC 9110 5.5), and so anywhere in a lean head once
+#: its lines' own CRLFs are taken out: a control character, a bare CR or LF among them.
 _FORBIDDEN = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-#: The characters of a header name (RFC 9110 ``tchar``): deleting them leaves nothing of one.
-_TCHARS = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: A header's name: RFC 9110 ``tchar`` characters (an obsolete folded line, starting with a
+#: blank, has none: refused).
+_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,31 +93,24 @@ def parse_head(head: bytes, limits: HeadLimits = HeadLimits()) -> LeanRequest | 
     words (414, 431, 400)."""
     if _FORBIDDEN.search(head.replace(b"\r\n", b"")):
         return None
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or len(lines) - 1 > limits.fields:
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or parts[2] != "HTTP/1.1" or len(lines) - 1 > limits.fields:
         return None
-    if len(lines[0]) >= limits.line - 2:
+    if len(lines[0]) >= limits.line - 2 or not (parts[0].isascii() and parts[1].isascii()):
         return None
     headers: dict[str, str] = {}
+    field_size = limits.field_size - 2
+    token = _NAME.fullmatch
     for line in lines[1:]:
-        if len(line) + 2 > limits.field_size:
+        name, colon, value = line.partition(":")
+        if not colon or token(name) is None or len(line) > field_size:
             return None
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name.translate(None, _TCHARS):
-            return None
-        key = name.decode("ascii").lower()
+        key = name.lower()
         if key in headers:
             return None
-        try:
-            headers[key] = value.strip(b" \t").decode("latin-1")
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-            return None
-    try:
-        method, target = parts[0].decode("ascii"), parts[1].decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    return LeanRequest(method, target, headers)
+        headers[key] = value.strip(" \t")
+    return LeanRequest(parts[0], parts[1], headers)
 
 
 def wants_close(request: LeanRequest) -> bool:
@@ -197,7 +192,7 @@ class RealtimeWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no t
                     continue
                 # Looked at, not read: any request but a lean one goes to gunicorn with the
                 # connection as it came, its socket unwrapped.
-                peeked = self._peek(client)
+                peeked = self._read(client, socket.MSG_PEEK)
                 if not peeked:
                     return
                 end = peeked.find(b"\r\n\r\n")
@@ -218,11 +213,11 @@ class RealtimeWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no t
         finally:
             util.close(client)  # twice for a handed-over connection: closing is idempotent
 
-    def _peek(self, client: Any) -> bytes:
-        """What the client sent so far, left unread, waiting up to the keep-alive timeout for
-        it; ``b""`` when it closed or stayed quiet."""
+    def _read(self, client: Any, flags: int = 0) -> bytes:
+        """What the client sent so far (left unread with ``MSG_PEEK``), waiting up to the
+        keep-alive timeout for it; ``b""`` when it closed or stayed quiet."""
         with gevent.Timeout(self.cfg.keepalive, False):
-            data: bytes = client.recv(RECV_BYTES, socket.MSG_PEEK)
+            data: bytes = client.recv(RECV_BYTES, flags)
             return data
         return b""
 

@@ -569,8 +569,8 @@ def inprocess_section() -> str:
 The publishing process (or, for HTTP, one gunicorn worker with the suite's settings) runs on
 CPU 0; its `redis-server` (and `wrk`) on CPU 1; no subscriber; ~100-byte events; batches of 100
 in one call (`publish_many`) or one request. "{many} at once" is {many} greenlets (or threads)
-sharing one `Publisher`, as wrk's {conns} connections share the worker. CPU 0 busy is the publishing process's
-CPU time over the run's wall time.
+sharing one `Publisher`, as wrk's {conns} connections share the worker. CPU 0 busy is the
+publishing process's CPU time over the run's wall time.
 
 | publisher | events/s | calls/s | CPU 0 busy |
 | --- | --- | --- | --- |
@@ -620,11 +620,11 @@ The selection itself: {ms["selection_us_each"]} µs per update and subscriber, s
 
 
 def hot_path_section() -> str:
-    """What was done to the hot path, and what stands between realtime and the issue's targets.
+    """What was done to the hot path, and what stands between realtime and the issues' targets.
 
     Written by hand from measurements (dated), not from this run's JSON: the table above has the
     latest figures."""
-    return """## The hot path: what was done, and what is left (measured 2026-11-22)
+    return """## The hot path, round one (issue 5, measured 2026-11-22)
 
 - **The reader writes to waiting sockets itself** (`realtime/fanout/directwrite.py`). A broadcast
   used to wake one greenlet per subscriber per event (set, switch, resume the generator, let
@@ -649,26 +649,46 @@ def hot_path_section() -> str:
   with a yield between: unicast p99 6.3-7.0 → 3.0-4.0 ms with presence on.
 - **Idle streams**: the body goes to gunicorn as it is (no werkzeug wrappers on the stack), the
   queue starts as an empty list, the overflow cut is one slotted object: 26.7 → 23 KiB of RSS
-  per idle stream at 5,000.
+  per idle stream at 5,000 (round two below takes the greenlet itself away).
+
+## The hot path, round two (issue 15, measured 2026-12-07)
+
+- **Resumes and fresh streams from memory** (`realtime/fanout/window.py`): the newest 10,000
+  events the reader saw answer a resume (where Redis would answer the same) and a fresh
+  stream's start, without a Redis round trip. A 1,000-client storm: live p99 1,614 → 600 ms,
+  every gap filled 1.73 → 0.68 s, before the lean path below took them further.
+- **The publish script**: reading 64 entries of a topic to find its oldest time, and cutting a
+  topic back at every publish, cost 249 µs of Redis per publish (it capped publishing at about
+  4,000/s on its own); now one entry, and a cut every maxlen/16 publishes (the replay check still
+  cuts exactly): 71 µs. Arguments packed by hiredis in C (3 µs, redis-py's encoder 27 µs).
+- **The lean path** (`realtime/worker.py`, `realtime/web/lean.py`): a plain publish or stream is
+  read and answered by realtime's gunicorn worker with the views' own decisions, skipping
+  gunicorn's request objects and Flask: a publish cost ~640 µs of worker CPU through them, ~200
+  µs lean; a stream's start ~450 µs, ~250 µs lean (10,000 streams in 6.9 s → 2.9-3.0 s).
+- **Idle streams without greenlets** (`realtime/fanout/idle.py`): a stream with nothing to do
+  leaves its greenlet and gunicorn's request; the worker holds it (the reader writes to it, a
+  timer heap wakes it for heartbeats and deadlines, it borrows a greenlet when it needs one), a
+  `StreamSlot` keeps its place in gunicorn's pool: 22-26 → 2.7 KiB per idle stream.
+- **Single publishes share one Redis lane** (batches spread over the others): 4,650 → 5,300/s
+  in one measurement; and a worker's own publish is delivered when Redis answers it, before its
+  201, not when the reader reads it back.
 
 Not met, and why:
 
-- **Memory per idle stream (≈ 23 KiB, target 20).** Where it goes (tracemalloc and RSS of one
-  worker at 2,000-5,000 idle streams): the stream's greenlet is the floor, a bare gevent greenlet
-  waiting on an event costs 9.7 KiB of RSS here (a page of CPython's per-greenlet frame stack, its
-  saved C stack, the greenlet objects), and the stream's saved stack at its real depth is 4.6 KB;
-  gunicorn's per-connection request, parser, environ and response about 3 KB; gevent's connection
-  greenlet and socket about 1.5 KB; realtime's own objects (subscription, writer, plan, presence)
-  about 2 KB. Going well below needs an idle stream without a greenlet: the request detaches,
-  the hub keeps the socket and writes heartbeats from one timer, and a greenlet is spawned only
-  while a stream has a backlog (a couple of KiB per idle stream). Not done: it steps outside
-  gunicorn's connection accounting, access log and graceful shutdown, which would each need
-  replacing.
-- **Single publishes (≈ 1,550-2,000/s, target 5,000).** A bare `GET /healthz` through the same
-  gunicorn gevent worker and Flask costs 300-380 µs of CPU, so a Python request per event tops
-  out near 3,000/s before any work; 5,000/s means 200 µs in all. After the changes above the
-  publish profile is gunicorn's HTTP handling 30 %, Flask 15 %, the view 13 % (`jsonify` 7 %), the
-  Redis round trip 24 %. Batches (100 events a request) pass 50,000 events/s.
+- **Unicast p99 (≈ 1.1-2.0 ms, target 2× Nchan ≈ 0.5-0.6 ms).** At 200 events a second each
+  publish finds an idle worker: measured at that rate, one publish costs the worker 610 µs of
+  CPU with no subscriber at all (950 µs with 2,000 held streams), where the same path costs
+  about 200 µs when the worker is busy: the interpreter's working set is cold at every event.
+  The path has four cross-core hops where Nchan has two (client → worker → Redis → worker →
+  subscriber); pinning Redis to the worker's core changed nothing measurable (p50 0.57-0.76 ms
+  against 0.68-0.71). What is left on it is Python's own cost: parsing, the token, the
+  validation, the script's arguments, the reply, the dispatch.
+- **Single publishes (4,200-5,100/s across runs, target 5,000).** The worker is CPU-bound at
+  about 200 µs a publish: gevent's loop and its socket waits (two per publish: the request and
+  the Redis reply) about a third, the request head and the answer a fifth, the publish's own
+  Python (token, JSON, validation, keys and arguments) a fifth, hiredis packing and parsing the
+  rest; the figure moves ±10 % between runs on this shared machine. In process, 16 greenlets
+  publish 8,800 events/s; a batch of 100 per request, 77,000-111,000 events/s.
 """
 
 

@@ -92,7 +92,8 @@ bind = os.environ.get("REALTIME_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gunicorn's gevent worker, answering plain publishes itself (realtime/worker.py).
 worker_class = "realtime.worker.RealtimeWorker"
-# Each SSE stream holds one greenlet and one socket; gunicorn stops accepting at this many.
+# Each SSE stream holds one socket and, while it is not idle, a greenlet (an idle one a
+# StreamSlot: realtime/fanout/idle.py); gunicorn stops accepting at this many.
 worker_connections = _worker_connections()
 # Seconds a worker gets on SIGTERM before it is killed: streams are told to reconnect elsewhere.
 graceful_timeout = int(os.environ.get("REALTIME_GRACEFUL_TIMEOUT", "10"))

@@ -44,10 +44,10 @@ from gunicorn.config import PostRequest, PreRequest
 from gunicorn.http.message import MAX_HEADERS, MAX_REQUEST_LINE
 from gunicorn.workers.ggevent import GeventWorker
 
-from realtime.core.errors import RequestTimeout
 from realtime.core.events import http_chunk
 from realtime.fanout.directwrite import SERVER_RESPONSE_KEY, OwnResponse
 from realtime.web.lean import STREAM_HEADERS, LeanAnswer, LeanDoors, LeanRequest
+from realtime.web.slowrequest import body_timeout
 
 #: The most a look at a new request takes in: a head not complete within it (a long one, or
 #: one still arriving) is gunicorn's to read and judge.
@@ -230,13 +230,7 @@ class RealtimeWorker(GeventWorker):  # type: ignore[misc]  # gunicorn ships no t
         length = int(request.headers["content-length"])
         body, pending = self._read_body(client, pending, length, door.state.settings.body_timeout_s)
         if body is None:
-            answer = door.refusal(
-                RequestTimeout(
-                    f"The request body did not arrive within "
-                    f"{door.state.settings.body_timeout_s:g} s (REALTIME_BODY_TIMEOUT_S); "
-                    "the connection is closed."
-                )
-            )
+            answer = door.refusal(body_timeout(door.state.settings.body_timeout_s))
         else:
             answer = door.publish(request, body)
         close = answer.close or wants_close(request) or not self.alive

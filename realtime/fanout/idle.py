@@ -176,6 +176,12 @@ class IdleStreams:
     # -- the timer ------------------------------------------------------------------------------
 
     def _schedule(self, held: Held) -> None:
+        """Have the timer look at ``held`` when it is due. Once in the heap is enough: a
+        stream's due time only moves later (its writes), and the timer looks again when it
+        pops it."""
+        if held.in_heap:
+            return
+        held.in_heap = True
         heapq.heappush(self._heap, (held.stream.due(), next(self._order), held))
         if self._timer is None or self._timer.dead:
             self._timer = gevent.spawn(self._run)
@@ -186,11 +192,12 @@ class IdleStreams:
             now = time.monotonic()
             while heap and heap[0][0] <= now:
                 _, _, held = heapq.heappop(heap)
+                held.in_heap = False
                 if held.over or held.flusher is not None:
                     continue  # over, or on a greenlet: its live() loop keeps its own time
                 due = held.stream.due()
                 if due > now:  # the reader wrote meanwhile: no heartbeat yet
-                    heapq.heappush(heap, (due, next(self._order), held))
+                    self._schedule(held)
                 else:
                     held.wake()
             if heap:
@@ -226,7 +233,7 @@ class Held:
     """One stream :class:`IdleStreams` holds: its place in the pool, and its moments on a
     greenlet (:attr:`flusher`)."""
 
-    __slots__ = ("flusher", "over", "owner", "parked", "slot", "stream")
+    __slots__ = ("flusher", "in_heap", "over", "owner", "parked", "slot", "stream")
 
     def __init__(self, owner: IdleStreams, stream: LiveStream) -> None:
         self.owner = owner
@@ -235,6 +242,7 @@ class Held:
         self.flusher: Greenlet | None = None
         self.parked = False  # the last live() loop returned to be held again (not to end)
         self.over = False
+        self.in_heap = False  # the timer has an entry for it
 
     def wake(self) -> None:
         """Something needs the stream's attention: its loop runs on a greenlet for a while."""

@@ -31,10 +31,10 @@ the answer's head are this module's. No sockets are read or written here.
 
 from __future__ import annotations
 
-import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" error handler
@@ -53,7 +53,7 @@ from realtime.web.request import limit_body
 from realtime.web.service import redis_unavailable
 from realtime.web.state import EXTENSION_KEY, RealtimeState
 
-log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Flask's signals sent around a request: a receiver is the app's own code, run by Flask.
 REQUEST_SIGNALS = (
@@ -203,7 +203,8 @@ class LeanDoors:
         """Store the publish in ``request`` (with its ``body``) and say what the view would."""
         state = self.state
         headers = request.headers
-        try:
+
+        def store() -> LeanAnswer:
             found = find_token(authorization=headers["authorization"], cookie=None, query=None)
             token, source = found if found is not None else (None, None)
             grant = state.verifier.verify(token) if token is not None else None
@@ -220,17 +221,10 @@ class LeanDoors:
                 read_body=lambda: body,
                 read_form=dict,
             )
-        except ClientError as err:
-            return self.refusal(err)
-        except BrokerError as err:
-            return self.refusal(redis_unavailable(err, "request"))
-        except Exception:
-            # As Flask: the traceback logged under the app's logger, a 500 in the JSON contract.
-            self.app.logger.exception("Exception on %s [POST]", self.path)
-            failure = InternalServerError()
-            return self.refusal(ClientError(failure.description, code=INTERNAL_ERROR, status=500))
-        extra = [(REPLAYED_HEADER, "true")] if published.duplicate else []
-        return self._answer(201, ids_json(published.ids, batch), extra)
+            extra = [(REPLAYED_HEADER, "true")] if published.duplicate else []
+            return self._answer(201, ids_json(published.ids, batch), extra)
+
+        return self._refusing(store, "POST", self.path)
 
     def stream(
         self, request: LeanRequest, peer: str, environ: dict[str, Any]
@@ -257,7 +251,7 @@ class LeanDoors:
             )
             return state.verifier.verify(found[0]) if found is not None else None
 
-        try:
+        def start() -> StreamBody:
             return start_stream(
                 state,
                 topics=args.get("topic", []),
@@ -268,12 +262,20 @@ class LeanDoors:
                 address=address,
                 environ=environ,
             )
+
+        return self._refusing(start, "GET", path)
+
+    def _refusing(self, work: Callable[[], T], method: str, path: str) -> T | LeanAnswer:
+        """``work()``, or the answer the Flask path gives what it raised: a refusal its own, a
+        Redis failure 503, anything else a 500 with the traceback in the app's log."""
+        try:
+            return work()
         except ClientError as err:
             return self.refusal(err)
         except BrokerError as err:
             return self.refusal(redis_unavailable(err, "request"))
         except Exception:
-            self.app.logger.exception("Exception on %s [GET]", path)
+            self.app.logger.exception("Exception on %s [%s]", path, method)
             failure = InternalServerError()
             return self.refusal(ClientError(failure.description, code=INTERNAL_ERROR, status=500))
 

@@ -94,11 +94,16 @@ class DeadlineInput:
             timer.close()
 
     def _expired(self) -> RequestTimeout:
-        # Its ``close_connection`` ends the connection: the rest of the body is still coming.
-        return RequestTimeout(
-            f"The request body did not arrive within {self._timeout_s:g} s "
-            "(REALTIME_BODY_TIMEOUT_S); the connection is closed."
-        )
+        return body_timeout(self._timeout_s)
+
+
+def body_timeout(timeout_s: float) -> RequestTimeout:
+    """The refusal of a body that did not arrive within ``timeout_s``: its ``close_connection``
+    ends the connection, since the rest of the body is still coming."""
+    return RequestTimeout(
+        f"The request body did not arrive within {timeout_s:g} s "
+        "(REALTIME_BODY_TIMEOUT_S); the connection is closed."
+    )
 
 
 def has_body(environ: dict[str, Any]) -> bool:

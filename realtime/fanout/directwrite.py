@@ -21,6 +21,11 @@ send leaves the rest for the stream's greenlet to finish before anything else; t
 waits, and the kernel refuses bytes once ``TCP_NOTSENT_LOWAT`` unsent are queued
 (:mod:`realtime.fanout.slowclient`), after which events wait in the bounded queue as before,
 so a client that stops reading is still cut at ``REALTIME_MAX_QUEUE``.
+
+A stream may also leave gunicorn's request altogether (:meth:`DirectWriter.leave_server`, for
+the worker to hold it idle without a greenlet: :mod:`realtime.fanout.idle`): the writer then
+keeps a duplicate of the connection's descriptor and frames as the response did. The same
+writer serves a response realtime's own worker writes (:class:`OwnResponse`, the lean path).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from realtime.core.errors import (
     RateLimited,
     redis_unavailable,
 )
-from realtime.core.events import Draft, Published, StoredEvent
+from realtime.core.events import Draft, Published
 from realtime.core.publishing import draft, drafts_of_batch, validate_idempotency_key
 from realtime.ops import metrics
 from realtime.storage.broker import Broker
@@ -92,18 +92,18 @@ class Publisher:
         self._settings = settings
         self._broker = Broker.from_settings(url, settings)
         self._owns_broker = True
-        self._stored: Callable[[list[StoredEvent]], None] | None = None
+        self._stored: Callable[[Published, list[Draft]], None] | None = None
 
     @classmethod
     def over(
         cls,
         broker: Broker,
         settings: Settings,
-        stored: Callable[[list[StoredEvent]], None] | None = None,
+        stored: Callable[[Published, list[Draft]], None] | None = None,
     ) -> Publisher:
         """A publisher on a server's own storage (the extension's), which it does not close.
 
-        ``stored`` is told every publish's events once they are stored (the server's hub,
+        ``stored`` is told every publish once it is stored, with its drafts (the server's hub,
         which may deliver them at once rather than when its reader reads them back)."""
         publisher = cls.__new__(cls)
         publisher._settings = settings
@@ -201,7 +201,7 @@ class Publisher:
                 code="idempotency_key_reused",
             ) from None
         if self._stored is not None and not published.duplicate:
-            self._stored(published.events(drafts))
+            self._stored(published, drafts)
         return published
 
     def _publish_public(

@@ -32,7 +32,7 @@ import gevent.monkey
 from gevent import Greenlet
 
 from realtime.core.errors import BrokerError, TooManyRequests, Unavailable
-from realtime.core.events import EventRun, StoredEvent
+from realtime.core.events import Draft, EventRun, Published, StoredEvent
 from realtime.core.ids import parse_id
 from realtime.fanout.presence import Presence
 from realtime.fanout.window import RecentEvents
@@ -420,20 +420,20 @@ class Hub:
             self._resync(f"epoch changed from {self.epoch} to {epoch}")
             self.epoch, self.position = epoch, head
 
-    def offer_published(self, events: list[StoredEvent]) -> None:
-        """Events this worker's own publish just stored: dispatched now if they are exactly the
-        next ones (same epoch, first seq the next), else left to the reader. Only from this
-        hub's own thread (a publish from another OS thread leaves them to the reader too)."""
+    def offer_published(self, published: Published, drafts: list[Draft]) -> None:
+        """A publish of this worker's own, just stored: its events dispatched now if they are
+        exactly the next ones (same epoch, first seq the next), else left to the reader (and
+        not even built). Only from this hub's own thread (a publish from another OS thread
+        leaves them to the reader too)."""
         if (
-            not events
-            or self._greenlet is None
-            or not self.ready
-            or events[0].epoch != self.epoch
-            or events[0].seq != self.position + 1
+            not published.seqs
+            or not (self.ready and self.running)
+            or published.epoch != self.epoch
+            or published.seqs[0] != self.position + 1
             or _os_thread_id() != self._thread
         ):
             return
-        self._dispatch(events, None)
+        self._dispatch(published.events(drafts), None)
 
     def _dispatch(self, events: list[StoredEvent], reader: Feed | None) -> None:
         """Check continuity, then hand these events to the subscriptions of their topics and

@@ -8,7 +8,7 @@ import gevent
 import pytest
 import redis
 
-from realtime.core.events import Draft, StoredEvent
+from realtime.core.events import Draft, Published, StoredEvent
 from realtime.fanout.hub import OVERFLOW, RESYNC, Hub, Subscription
 from realtime.storage.broker import Broker
 from realtime.storage.interface import Retention
@@ -168,7 +168,7 @@ def test_a_publish_of_this_worker_is_delivered_at_once_and_not_again_by_the_read
     assert received(sub, 1) == first  # the reader is caught up: position is the head
     drafts = [Draft("mine", "message", "local")]
     published = broker.publish(drafts)
-    hub.offer_published(published.events(drafts))
+    hub.offer_published(published, drafts)
     assert [e.seq for e in sub.drain()] == list(published.seqs)  # before the reader read it
     assert hub.position == published.seqs[-1]
     later = publish(broker, "mine", 2)
@@ -184,11 +184,10 @@ def test_events_offered_out_of_turn_or_of_another_epoch_are_left_to_the_reader(
     assert received(sub, 1) == first
     position = hub.position
 
-    def event(epoch: str | None, seq: int) -> StoredEvent:
-        return StoredEvent(epoch=epoch or "", seq=seq, topic="turn", type="message", data="x")
-
-    hub.offer_published([event(hub.epoch, position + 2)])  # the one before it is not here yet
-    hub.offer_published([event("another", position + 1)])
-    hub.offer_published([])
+    drafts = [Draft("turn", "message", "x")]
+    # The one before it is not here yet; another epoch; nothing at all.
+    hub.offer_published(Published(hub.epoch or "", (position + 2,)), drafts)
+    hub.offer_published(Published("another", (position + 1,)), drafts)
+    hub.offer_published(Published(hub.epoch or "", ()), [])
     assert sub.drain() == []
     assert (hub.position, hub.resyncs) == (position, 0)

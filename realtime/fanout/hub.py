@@ -405,19 +405,29 @@ class Hub:
 
     def _take_position(self, reader: Feed) -> None:
         """(Re)connect: first start reads from the head; a resume keeps its place if it can."""
-        epoch, head = reader.position()
         if self.epoch is None:
-            self.epoch, self.position = epoch, head
-        elif epoch != self.epoch or head < self.position:
-            self._resync(f"epoch changed from {self.epoch} to {epoch}")
-            self.epoch, self.position = epoch, head
+            self.epoch, self.position = reader.position()
+        else:
+            self._check_epoch(reader)
         self.ready = True
         self._positioned.set()
 
     def _check_epoch(self, reader: Feed) -> None:
+        """Resync if Redis lost what this reader dispatched: a new epoch, or a head below it.
+
+        The head is compared with the position as it was when the question was sent: a publish
+        of this worker answered meanwhile (:meth:`offer_published`) moves the position past the
+        head Redis answered with, and is no loss. Compared with the position after the answer,
+        that race closed every stream of a worker under a reconnect storm.
+        """
+        asked_at = self.position
         epoch, head = reader.position()
-        if epoch != self.epoch or head < self.position:
-            self._resync(f"epoch changed from {self.epoch} to {epoch}")
+        if epoch != self.epoch or head < asked_at:
+            self._resync(
+                f"epoch changed from {self.epoch} to {epoch}"
+                if epoch != self.epoch
+                else f"the head went back from {asked_at} to {head}"
+            )
             self.epoch, self.position = epoch, head
 
     def offer_published(self, published: Published, drafts: list[Draft]) -> None:

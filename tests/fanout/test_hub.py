@@ -11,7 +11,8 @@ import redis
 from realtime.core.events import Draft, Published, StoredEvent
 from realtime.fanout.hub import OVERFLOW, RESYNC, Hub, Subscription
 from realtime.storage.broker import Broker
-from realtime.storage.interface import Retention
+from realtime.storage.interface import Feed, Position, Retention
+from realtime.storage.keys import SEQ_KEY
 
 
 @pytest.fixture
@@ -174,6 +175,63 @@ def test_a_publish_of_this_worker_is_delivered_at_once_and_not_again_by_the_read
     later = publish(broker, "mine", 2)
     assert received(sub, 2) == later  # the reader skipped the offered event: no duplicate
     assert hub.resyncs == 0
+
+
+class HeadAnsweredBeforeAPublish:
+    """The reader's feed, but while its question for the head is on its way, a publish of this
+    worker is answered and offered to the hub (the storm's race: the reader's greenlet reads
+    Redis's answer only after the publishing greenlet ran)."""
+
+    def __init__(self, feed: Feed, hub: Hub, broker: Broker, drafts: list[Draft]) -> None:
+        self.feed, self.hub, self.broker, self.drafts = feed, hub, broker, drafts
+        self.offered: Published | None = None
+
+    def position(self) -> Position:
+        answer = self.feed.position()
+        self.offered = self.broker.publish(self.drafts)
+        self.hub.offer_published(self.offered, self.drafts)
+        return answer
+
+    def read(self, after: int, *, block_ms: int | None, count: int = 1000) -> list[StoredEvent]:
+        return self.feed.read(after, block_ms=block_ms, count=count)
+
+    def close(self) -> None:
+        self.feed.close()
+
+
+def test_a_publish_offered_while_the_reader_asks_for_the_head_is_no_loss(
+    hub: Hub, broker: Broker
+) -> None:
+    sub = hub.subscribe(["race"])
+    first = publish(broker, "race", 1)
+    assert received(sub, 1) == first
+    # The reader's check, by hand, with the publish inside it. The running reader may read
+    # the publish first instead of the offer: either moves the position while the head is asked.
+    racing = HeadAnsweredBeforeAPublish(
+        broker.reader(), hub, broker, [Draft("race", "message", "mine")]
+    )
+    hub._check_epoch(racing)
+    assert racing.offered is not None
+    assert (sub.closed_reason, hub.resyncs) == (None, 0)
+    assert received(sub, 1) == list(racing.offered.seqs)
+    assert hub.position == racing.offered.seqs[-1]
+    racing.close()
+
+
+def test_a_head_below_what_was_dispatched_still_resyncs(
+    hub: Hub, broker: Broker, redis_client: redis.Redis
+) -> None:
+    sub = hub.subscribe(["lost"])
+    publish(broker, "lost", 3)
+    received(sub, 3)
+    assert hub._greenlet is not None
+    hub._greenlet.kill()
+    redis_client.decr(SEQ_KEY)  # Redis came back without the newest event (a lost write)
+    reader = broker.reader()
+    hub._check_epoch(reader)
+    reader.close()
+    assert sub.closed_reason == RESYNC
+    assert hub.resyncs == 1
 
 
 def test_events_offered_out_of_turn_or_of_another_epoch_are_left_to_the_reader(

@@ -42,6 +42,14 @@ def received(sub: Subscription, count: int, timeout: float = 5.0) -> list[int]:
     return seqs
 
 
+def caught_up(hub: Hub, broker: Broker, topic: str) -> Subscription:
+    """A subscription to ``topic`` that received one event: the reader's position is the head."""
+    sub = hub.subscribe([topic])
+    first = publish(broker, topic, 1)
+    assert received(sub, 1) == first
+    return sub
+
+
 def test_dispatch_by_topic_in_seq_order(hub: Hub, broker: Broker) -> None:
     both = hub.subscribe(["a", "b"])
     only_b = hub.subscribe(["b"])
@@ -164,9 +172,7 @@ def test_connections_are_fixed_whatever_the_subscription_count(
 def test_a_publish_of_this_worker_is_delivered_at_once_and_not_again_by_the_reader(
     hub: Hub, broker: Broker
 ) -> None:
-    sub = hub.subscribe(["mine"])
-    first = publish(broker, "mine", 1)
-    assert received(sub, 1) == first  # the reader is caught up: position is the head
+    sub = caught_up(hub, broker, "mine")
     drafts = [Draft("mine", "message", "local")]
     published = broker.publish(drafts)
     hub.offer_published(published, drafts)
@@ -202,9 +208,7 @@ class HeadAnsweredBeforeAPublish:
 def test_a_publish_offered_while_the_reader_asks_for_the_head_is_no_loss(
     hub: Hub, broker: Broker
 ) -> None:
-    sub = hub.subscribe(["race"])
-    first = publish(broker, "race", 1)
-    assert received(sub, 1) == first
+    sub = caught_up(hub, broker, "race")
     # The reader's check, by hand, with the publish inside it. The running reader may read
     # the publish first instead of the offer: either moves the position while the head is asked.
     racing = HeadAnsweredBeforeAPublish(
@@ -221,9 +225,7 @@ def test_a_publish_offered_while_the_reader_asks_for_the_head_is_no_loss(
 def test_a_head_below_what_was_dispatched_still_resyncs(
     hub: Hub, broker: Broker, redis_client: redis.Redis
 ) -> None:
-    sub = hub.subscribe(["lost"])
-    publish(broker, "lost", 3)
-    received(sub, 3)
+    sub = caught_up(hub, broker, "lost")
     assert hub._greenlet is not None
     hub._greenlet.kill()
     redis_client.decr(SEQ_KEY)  # Redis came back without the newest event (a lost write)
@@ -237,9 +239,7 @@ def test_a_head_below_what_was_dispatched_still_resyncs(
 def test_events_offered_out_of_turn_or_of_another_epoch_are_left_to_the_reader(
     hub: Hub, broker: Broker
 ) -> None:
-    sub = hub.subscribe(["turn"])
-    first = publish(broker, "turn", 1)
-    assert received(sub, 1) == first
+    sub = caught_up(hub, broker, "turn")
     position = hub.position
 
     drafts = [Draft("turn", "message", "x")]

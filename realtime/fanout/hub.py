@@ -48,6 +48,12 @@ OVERFLOW = "overflow"
 RESYNC = "resync"
 SHUTDOWN = "shutdown"
 
+#: How long :meth:`Hub.stop` lets the reader finish a connect it is in before killing it.
+#: redis-py closes the socket of a connect that fails, not of one a kill interrupts: that socket
+#: would be left to the garbage collector. A refused connect (Redis down) ends in milliseconds;
+#: one to an unanswering host is killed after this, rather than hold up a worker's exit.
+CONNECT_GRACE_S = 1.0
+
 
 class DirectOffer(Protocol):
     """A stream's way to take an event straight from the reader
@@ -187,6 +193,8 @@ class Hub:
         self._subscriptions: set[Subscription] = set()
         self._greenlet: Greenlet | None = None
         self._positioned = gevent.event.Event()
+        self._not_connecting = gevent.event.Event()
+        self._not_connecting.set()
         self._stopping = False
         self.epoch: str | None = None
         self.position = 0
@@ -221,6 +229,7 @@ class Hub:
             sub.close(SHUTDOWN)
             self.unsubscribe(sub)
         if self._greenlet is not None:
+            self._not_connecting.wait(CONNECT_GRACE_S)  # see CONNECT_GRACE_S
             self._greenlet.kill(block=True, timeout=2)
             self._greenlet = None
         if self.presence is not None:
@@ -366,8 +375,7 @@ class Hub:
         while not self._stopping:
             try:
                 if reader is None:
-                    self.broker.warm()  # the pool opens with the reader: a fixed count from here
-                    reader = self.broker.reader()
+                    reader = self._connect()
                     self._take_position(reader)
                 events = reader.read(self.position, block_ms=self.block_ms)
                 self.ready = True
@@ -402,6 +410,16 @@ class Hub:
                 gevent.sleep(1.0)
         if reader is not None:
             reader.close()
+
+    def _connect(self) -> Feed:
+        """Open the broker's pool and a reader; :meth:`stop` waits for this to end (up to
+        :data:`CONNECT_GRACE_S`) before it kills the reader."""
+        self._not_connecting.clear()
+        try:
+            self.broker.warm()  # the pool opens with the reader: a fixed count from here
+            return self.broker.reader()
+        finally:
+            self._not_connecting.set()
 
     def _take_position(self, reader: Feed) -> None:
         """(Re)connect: first start reads from the head; a resume keeps its place if it can."""

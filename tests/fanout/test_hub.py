@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+import socket
+import warnings
 from collections.abc import Iterator
 
 import gevent
 import pytest
 import redis
 
+from realtime.core.errors import Unavailable
 from realtime.core.events import Draft, Published, StoredEvent
 from realtime.fanout.hub import OVERFLOW, RESYNC, Hub, Subscription
 from realtime.storage.broker import Broker
@@ -249,3 +253,34 @@ def test_events_offered_out_of_turn_or_of_another_epoch_are_left_to_the_reader(
     hub.offer_published(Published(hub.epoch or "", ()), [])
     assert sub.drain() == []
     assert (hub.position, hub.resyncs) == (position, 0)
+
+
+@pytest.fixture
+def unanswered_url() -> Iterator[str]:
+    """A Redis URL whose connects hang: its listener's accept queue is full, so SYNs are
+    dropped until the connecting side's timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.create_connection(listener.getsockname())  # the queue's only place
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    filler.close()
+    listener.close()
+
+
+def test_a_stop_while_the_reader_connects_leaves_no_socket_to_the_garbage_collector(
+    unanswered_url: str,
+) -> None:
+    """redis-py closes the socket of a connect that fails, not of one a kill interrupts: the hub
+    lets a connect end (it times out here) before it kills the reader."""
+    broker = Broker(unanswered_url, retention=Retention(1000, 0, 1000, 60), socket_timeout=0.3)
+    hub = Hub(broker, max_queue=100, max_connections=1000, start_timeout=0.05)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(Unavailable):
+            hub.subscribe(["t"])  # the reader is inside its first connect now
+        hub.stop()
+        broker.close()
+        gc.collect()
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+    assert not hub.running

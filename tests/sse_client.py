@@ -60,7 +60,11 @@ class SocketStream:
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", port))
+        try:
+            self.sock.connect(("127.0.0.1", port))
+        except BaseException:  # refused, timed out or killed: no socket left to the collector
+            self.sock.close()
+            raise
         lines = [
             f"GET {path} HTTP/{http_version}",
             f"Host: 127.0.0.1:{port}",

@@ -240,6 +240,12 @@ def test_the_page_works_under_its_security_headers_which_refuse_inline_script(
     assert headers["referrer-policy"] == "no-referrer"
     page.wait_for_function("() => document.getElementById('sse-state')?.textContent === 'open'")
     page.wait_for_function("() => document.getElementById('ws-state')?.textContent === 'open'")
+    # Open is the socket's welcome; its topics are followed from their subscribe's ack on (each
+    # has a cursor then): an event published in between is before the subscription's start.
+    page.wait_for_function(
+        "n => Object.values(window.realtimeWs.cursors).filter(Boolean).length === n",
+        arg=len(TOPICS),
+    )
     ids = publish(server, 0, 4)
     page.wait_for_function("n => window.realtimeTest.ws.length >= n", arg=4)
     wait_listed(page, 8)  # each event twice: over SSE and over the WebSocket

@@ -18,10 +18,12 @@ from realtime.storage.broker import Broker
 from realtime.storage.interface import Feed, Position, Retention
 from realtime.storage.keys import SEQ_KEY
 
+RETENTION = Retention(1000, 0, 1000, 60)
+
 
 @pytest.fixture
 def broker(redis_url: str) -> Iterator[Broker]:
-    b = Broker(redis_url, retention=Retention(1000, 0, 1000, 60), pool_size=2)
+    b = Broker(redis_url, retention=RETENTION, pool_size=2)
     yield b
     b.close()
 
@@ -273,7 +275,7 @@ def test_a_stop_while_the_reader_connects_leaves_no_socket_to_the_garbage_collec
 ) -> None:
     """redis-py closes the socket of a connect that fails, not of one a kill interrupts: the hub
     lets a connect end (it times out here) before it kills the reader."""
-    broker = Broker(unanswered_url, retention=Retention(1000, 0, 1000, 60), socket_timeout=0.3)
+    broker = Broker(unanswered_url, retention=RETENTION, socket_timeout=0.3)
     hub = Hub(broker, max_queue=100, max_connections=1000, start_timeout=0.05)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
